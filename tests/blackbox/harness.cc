@@ -1,0 +1,569 @@
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+
+namespace blackbox {
+namespace {
+
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::max<long long>(left, 0));
+}
+
+// poll() on one descriptor until `events` or the deadline; returns revents (0 on timeout).
+short wait_for(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, remaining_ms(deadline));
+    if (n > 0) return p.revents;
+    if (n == 0) return 0;
+    if (errno != EINTR) throw_errno("poll");
+  }
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string temp_path(std::string_view contents) {
+  std::string path = "/tmp/tornado-blackbox-XXXXXX";
+  int fd = ::mkostemp(path.data(), O_CLOEXEC);
+  if (fd < 0) throw_errno("mkostemp");
+  std::size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_errno("write " + path);
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  return path;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status)) + " (" +
+           ::strsignal(WTERMSIG(status)) + ")";
+  }
+  return "wait status " + std::to_string(status);
+}
+
+// In a forked child: make the child's signal state a clean slate before exec. Ignored signals
+// survive exec, so without this a test process ignoring SIGPIPE would hide a server that
+// forgets to.
+void reset_signals_in_child() {
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGCHLD}) ::signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+std::vector<char*> c_argv(std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return argv;
+}
+
+bool on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (!dir.empty() && ::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// ServerProcess
+
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit) {
+  stderr_path_ = temp_path("");
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) < 0) throw_errno("pipe2");
+  int err_fd = ::open(stderr_path_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (err_fd < 0) throw_errno("open " + stderr_path_);
+
+  std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0", "--quiet"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  auto argv = c_argv(args);
+
+  pid_ = ::fork();
+  if (pid_ < 0) throw_errno("fork");
+  if (pid_ == 0) {
+    // Only async-signal-safe calls from here to exec.
+    ::dup2(out[1], STDOUT_FILENO);
+    ::dup2(err_fd, STDERR_FILENO);
+    if (nofile_limit > 0) {
+      rlimit limit{static_cast<rlim_t>(nofile_limit), static_cast<rlim_t>(nofile_limit)};
+      if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) ::_exit(126);
+    }
+    reset_signals_in_child();
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err_fd);
+  stdout_fd_ = out[0];
+  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // -1: fall back to stdout EOF
+  try {
+    wait_ready_();
+  } catch (...) {
+    release_();  // A constructor that throws gets no destructor: kill the child here.
+    throw;
+  }
+}
+
+void ServerProcess::wait_ready_() {
+  // The readiness line: read byte by byte so nothing after it is consumed by mistake.
+  const std::string prefix = "listening on http://127.0.0.1:";
+  std::string line;
+  auto deadline = Clock::now() + kHangGuard;
+  for (;;) {
+    if (wait_for(stdout_fd_, POLLIN, deadline) == 0) {
+      throw std::runtime_error("server printed no readiness line within the hang guard; stderr:\n" +
+                               stderr_text());
+    }
+    char c;
+    ssize_t n = ::read(stdout_fd_, &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      reap_(true);
+      throw std::runtime_error("server closed stdout before its readiness line (" +
+                               describe_status(*wait_status_) + "); stdout so far: \"" + line +
+                               "\"; stderr:\n" + stderr_text());
+    }
+    if (c == '\n') break;
+    line += c;
+  }
+  int port = 0;
+  auto digits = std::string_view(line).substr(std::min(line.size(), prefix.size()));
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+  if (line.rfind(prefix, 0) != 0 || ec != std::errc() || end != digits.data() + digits.size() ||
+      port <= 0 || port > 65535) {
+    throw std::runtime_error("unexpected readiness line: \"" + line + "\"");
+  }
+  port_ = port;
+}
+
+ServerProcess::~ServerProcess() { release_(); }
+
+void ServerProcess::release_() {
+  if (pid_ > 0 && !wait_status_) {
+    ::kill(pid_, SIGKILL);
+    reap_(true);
+  }
+  if (stdout_fd_ >= 0) ::close(stdout_fd_);
+  if (pidfd_ >= 0) ::close(pidfd_);
+  stdout_fd_ = pidfd_ = -1;
+  ::unlink(stderr_path_.c_str());
+}
+
+int ServerProcess::reap_(bool block) {
+  if (wait_status_) return 1;
+  int status = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) wait_status_ = status;
+  return r;
+}
+
+int ServerProcess::stop(int signal) {
+  if (!wait_status_) {
+    if (::kill(pid_, signal) < 0) throw_errno("kill");
+    // The process has exited when its pidfd turns readable; without pidfd (old kernels), when
+    // the last holder of its stdout goes away, which includes any children it forked.
+    int fd = pidfd_ >= 0 ? pidfd_ : stdout_fd_;
+    if (wait_for(fd, POLLIN, Clock::now() + kHangGuard) == 0) {
+      throw std::runtime_error("server did not exit within the hang guard after signal " +
+                               std::to_string(signal));
+    }
+    reap_(true);
+  }
+  return *wait_status_;
+}
+
+bool ServerProcess::exits_within(milliseconds window) {
+  if (wait_status_) return true;
+  int fd = pidfd_ >= 0 ? pidfd_ : stdout_fd_;
+  return wait_for(fd, POLLIN, Clock::now() + window) != 0;
+}
+
+std::optional<std::string> ServerProcess::exited() {
+  reap_(false);
+  if (!wait_status_) return std::nullopt;
+  return describe_status(*wait_status_) + "; stderr:\n" + stderr_text();
+}
+
+std::string ServerProcess::stderr_text() const { return slurp(stderr_path_); }
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+std::optional<std::string> Response::header(std::string_view name) const {
+  for (const auto& [k, v] : headers) {
+    if (iequals(k, name)) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<Response> take_response(std::string& buffer, bool head) {
+  auto end = buffer.find("\r\n\r\n");
+  if (end == std::string::npos) return std::nullopt;
+  std::string_view block(buffer.data(), end);
+  Response r;
+
+  auto line_end = block.find("\r\n");
+  std::string_view status_line = block.substr(0, line_end);
+  auto sp1 = status_line.find(' ');
+  if (sp1 == std::string_view::npos || status_line.substr(0, 5) != "HTTP/") {
+    throw std::runtime_error("malformed status line: \"" + std::string(status_line) + "\"");
+  }
+  r.version = std::string(status_line.substr(0, sp1));
+  auto rest = status_line.substr(sp1 + 1);
+  auto sp2 = rest.find(' ');
+  auto code = rest.substr(0, sp2);
+  auto [p, ec] = std::from_chars(code.data(), code.data() + code.size(), r.status);
+  if (ec != std::errc() || p != code.data() + code.size() || code.size() != 3) {
+    throw std::runtime_error("malformed status line: \"" + std::string(status_line) + "\"");
+  }
+  if (sp2 != std::string_view::npos) r.reason = std::string(rest.substr(sp2 + 1));
+
+  while (line_end != std::string_view::npos) {
+    auto start = line_end + 2;
+    line_end = block.find("\r\n", start);
+    auto line = block.substr(start, line_end == std::string_view::npos ? block.npos
+                                                                         : line_end - start);
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      throw std::runtime_error("malformed response header: \"" + std::string(line) + "\"");
+    }
+    r.headers.emplace_back(std::string(line.substr(0, colon)), trim(line.substr(colon + 1)));
+  }
+
+  std::size_t body_length = 0;
+  bool has_body = !head && r.status >= 200 && r.status != 204 && r.status != 304;
+  if (has_body) {
+    auto length = r.header("Content-Length");
+    if (!length) {
+      throw std::runtime_error("response " + std::to_string(r.status) +
+                               " has no Content-Length (every response must have one)");
+    }
+    auto [q, ec2] = std::from_chars(length->data(), length->data() + length->size(), body_length);
+    if (ec2 != std::errc() || q != length->data() + length->size()) {
+      throw std::runtime_error("bad Content-Length in response: \"" + *length + "\"");
+    }
+  }
+  std::size_t total = end + 4 + body_length;
+  if (buffer.size() < total) return std::nullopt;
+  r.body = buffer.substr(end + 4, body_length);
+  buffer.erase(0, total);
+  return r;
+}
+
+const char* to_string(Ending ending) {
+  switch (ending) {
+    case Ending::kEof:
+      return "EOF";
+    case Ending::kReset:
+      return "reset";
+    case Ending::kData:
+      return "unexpected data";
+    case Ending::kTimeout:
+      return "still open after the hang guard";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection
+
+Connection::Connection(int port) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // A blocking connect to loopback completes in the kernel (the listen backlog), so it cannot
+  // hang on a busy server; only a dead server makes it fail.
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    errno = e;
+    throw_errno("connect to 127.0.0.1:" + std::to_string(port));
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+}
+
+Connection::~Connection() { close(); }
+
+Connection::Connection(Connection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), buffer_(std::move(other.buffer_)) {}
+
+void Connection::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void Connection::set_reset_on_close() {
+  linger l{1, 0};
+  if (::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0) throw_errno("SO_LINGER");
+}
+
+void Connection::send(std::string_view bytes, milliseconds guard) {
+  auto deadline = Clock::now() + guard;
+  while (!bytes.empty()) {
+    // MSG_NOSIGNAL: a server that closed early must fail the send, not kill the test process.
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    } else if (errno == EAGAIN || errno == EINTR) {
+      if (wait_for(fd_, POLLOUT, deadline) == 0) {
+        throw std::runtime_error("send: server stopped reading (hang guard), " +
+                                 std::to_string(bytes.size()) + " bytes unsent");
+      }
+    } else {
+      throw_errno("send");
+    }
+  }
+}
+
+std::size_t Connection::try_send(std::string_view bytes) {
+  ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  if (n >= 0) return static_cast<std::size_t>(n);
+  if (errno == EAGAIN || errno == EINTR) return 0;
+  throw_errno("send");
+}
+
+bool Connection::fill_(Clock::time_point deadline) {
+  for (;;) {
+    char chunk[65536];
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      return true;
+    }
+    if (n == 0) return false;
+    if (errno == EAGAIN || errno == EINTR) {
+      if (wait_for(fd_, POLLIN, deadline) == 0) {
+        throw std::runtime_error("hang guard: no data from the server (" +
+                                 std::to_string(buffer_.size()) + " bytes pending: \"" +
+                                 buffer_.substr(0, 200) + "\")");
+      }
+      continue;
+    }
+    throw_errno("recv");
+  }
+}
+
+Response Connection::read_response(bool head, milliseconds guard) {
+  auto deadline = Clock::now() + guard;
+  for (;;) {
+    if (auto r = take_response(buffer_, head)) return std::move(*r);
+    if (!fill_(deadline)) {
+      throw std::runtime_error("server closed the connection before a complete response (" +
+                               std::to_string(buffer_.size()) + " bytes received: \"" +
+                               buffer_.substr(0, 200) + "\")");
+    }
+  }
+}
+
+std::vector<Response> Connection::read_responses(std::size_t count, milliseconds guard) {
+  std::vector<Response> responses;
+  for (std::size_t i = 0; i < count; ++i) responses.push_back(read_response(false, guard));
+  return responses;
+}
+
+std::string Connection::read_some(std::size_t count, milliseconds guard) {
+  auto deadline = Clock::now() + guard;
+  while (buffer_.size() < count) {
+    if (!fill_(deadline)) break;
+  }
+  return std::exchange(buffer_, {});
+}
+
+Ending Connection::wait_close(milliseconds guard) {
+  if (!buffer_.empty()) return Ending::kData;
+  auto deadline = Clock::now() + guard;
+  for (;;) {
+    char c;
+    ssize_t n = ::recv(fd_, &c, 1, 0);
+    if (n == 0) return Ending::kEof;
+    if (n > 0) {
+      buffer_.push_back(c);
+      return Ending::kData;
+    }
+    if (errno == ECONNRESET) return Ending::kReset;
+    if (errno != EAGAIN && errno != EINTR) throw_errno("recv");
+    if (wait_for(fd_, POLLIN, deadline) == 0) return Ending::kTimeout;
+  }
+}
+
+bool Connection::stays_open(milliseconds window) {
+  return buffer_.empty() && wait_for(fd_, POLLIN, Clock::now() + window) == 0;
+}
+
+bool says_close(const Response& r) { return iequals(r.header("Connection").value_or(""), "close"); }
+
+void check_closed_cleanly(Connection& c) {
+  auto ending = c.wait_close();
+  CHECK_MESSAGE(ending == Ending::kEof, "connection ended with " << to_string(ending));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+std::string request(std::string_view method, std::string_view target,
+                    std::string_view extra_headers, std::string_view body) {
+  std::string r;
+  r.reserve(128 + extra_headers.size() + body.size());
+  r.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  r.append(extra_headers);
+  if (!body.empty()) r.append("Content-Length: " + std::to_string(body.size()) + "\r\n");
+  r.append("\r\n").append(body);
+  return r;
+}
+
+Response exchange(int port, std::string_view raw, bool head, milliseconds guard) {
+  Connection c(port);
+  c.send(raw, guard);
+  return c.read_response(head, guard);
+}
+
+Response get(int port, std::string_view target) {
+  return exchange(port, request("GET", target));
+}
+
+std::string alphabet_bytes(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and resources
+
+long memory_bytes(pid_t pid, std::string_view field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string prefix = std::string(field) + ":";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) return std::stol(line.substr(prefix.size())) * 1024;  // kB
+  }
+  throw std::runtime_error("no " + prefix + " in /proc/" + std::to_string(pid) + "/status");
+}
+
+milliseconds cpu_time(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  // The command name may contain spaces and parentheses: fields are counted after the last ')'.
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  return milliseconds((utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK));
+}
+
+long raise_nofile_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) < 0) throw_errno("getrlimit");
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) throw_errno("setrlimit");
+  return static_cast<long>(limit.rlim_cur);
+}
+
+int run_program(const std::vector<std::string>& argv_in, const std::string& stdout_path,
+                const std::string& stderr_path, milliseconds guard) {
+  if (!on_path(argv_in.at(0))) {
+    throw std::runtime_error(argv_in[0] +
+                             " is not installed (not on PATH); the black-box suite needs it");
+  }
+  std::vector<std::string> args = argv_in;
+  auto argv = c_argv(args);
+  int out = ::open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int err = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0 || err < 0) throw_errno("open output files");
+  pid_t pid = ::fork();
+  if (pid < 0) throw_errno("fork");
+  if (pid == 0) {
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    reset_signals_in_child();
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out);
+  ::close(err);
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) {
+    bool done = wait_for(pidfd, POLLIN, Clock::now() + guard) != 0;
+    ::close(pidfd);
+    if (!done) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw std::runtime_error(argv_in[0] + " did not finish within the hang guard");
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+TempFile::TempFile(std::string_view contents) : path_(temp_path(contents)) {}
+TempFile::~TempFile() { ::unlink(path_.c_str()); }
+std::string TempFile::read() const { return slurp(path_); }
+
+}  // namespace blackbox

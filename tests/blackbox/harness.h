@@ -1,0 +1,197 @@
+// The black-box harness: a real server process and raw HTTP clients over real sockets.
+//
+// Every test case starts its own server (port 0), waits for its readiness line and talks to it
+// through sockets only; the test never sees the stage's classes. Waiting is always poll() on a
+// descriptor with a deadline: the deadline is a hang guard that turns a stuck server into a
+// failed test, never a way to let time pass.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "stage_features.h"
+
+namespace blackbox {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+/// Hang guard for one ordinary exchange with the server.
+inline constexpr milliseconds kHangGuard{10000};
+/// Hang guard for exchanges that move many megabytes through a stage with quadratic buffers.
+inline constexpr milliseconds kBulkHangGuard{40000};
+
+/// The server binary under test, started with `--port 0 --quiet` and extra arguments.
+class ServerProcess {
+ public:
+  /// Starts the server and waits for `listening on http://127.0.0.1:PORT` on its stdout.
+  /// `nofile_limit` > 0 lowers RLIMIT_NOFILE (soft and hard) in the child before exec.
+  /// Throws std::runtime_error (with the server's stderr) if it exits or never gets ready.
+  explicit ServerProcess(std::vector<std::string> extra_args = {}, long nofile_limit = 0);
+  ~ServerProcess();
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+  /// Sends `signal` and waits (hang guard) for the process to exit; returns its wait status.
+  int stop(int signal);
+  /// Waits up to `window` for the process to exit, without reaping it; true if it did.
+  bool exits_within(milliseconds window);
+  /// Nullopt while the process runs; once it has exited, a description of how it ended.
+  std::optional<std::string> exited();
+  /// Everything the server wrote to stderr so far.
+  std::string stderr_text() const;
+
+ private:
+  void wait_ready_();
+  void release_();
+  int reap_(bool block);
+
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int stdout_fd_ = -1;  // Kept open: closing it would turn a later stdout write into SIGPIPE.
+  int pidfd_ = -1;
+  std::string stderr_path_;
+  std::optional<int> wait_status_;
+};
+
+/// A parsed HTTP response.
+struct Response {
+  std::string version;  ///< "HTTP/1.1"
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< In arrival order.
+  std::string body;
+
+  /// The value of header `name` (case-insensitive), or nullopt.
+  std::optional<std::string> header(std::string_view name) const;
+};
+
+/// Takes one complete response off the front of `buffer`, or returns nullopt if `buffer` does not
+/// hold one yet. A 1xx response or the answer to a HEAD (`head`) has no body. Every other
+/// response must be framed by Content-Length (the contract's rule), so a response without one
+/// throws std::runtime_error rather than being read until close.
+std::optional<Response> take_response(std::string& buffer, bool head);
+
+/// How a connection ended, as seen by the client.
+enum class Ending { kEof, kReset, kData, kTimeout };
+const char* to_string(Ending ending);
+
+/// A blocking-style client connection to 127.0.0.1:port, every wait bounded by poll().
+class Connection {
+ public:
+  explicit Connection(int port);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  Connection(Connection&& other) noexcept;
+
+  int fd() const { return fd_; }
+
+  /// Sends all of `bytes`; throws on error or if the server stops reading for `guard`.
+  void send(std::string_view bytes, milliseconds guard = kHangGuard);
+  /// Sends what the socket accepts right now, without waiting; returns the count sent.
+  std::size_t try_send(std::string_view bytes);
+  /// Reads one response (throws on timeout, close or reset before it is complete).
+  Response read_response(bool head = false, milliseconds guard = kHangGuard);
+  /// Reads `count` responses sent back to back, e.g. answers to pipelined requests.
+  std::vector<Response> read_responses(std::size_t count, milliseconds guard = kHangGuard);
+  /// Reads at least `count` raw bytes (response bytes not yet parsed); returns them.
+  std::string read_some(std::size_t count, milliseconds guard = kHangGuard);
+  /// Waits for the server to end the connection: EOF, reset, or unexpected bytes.
+  Ending wait_close(milliseconds guard = kHangGuard);
+  /// True if nothing arrives and the connection stays open for `window`.
+  bool stays_open(milliseconds window);
+  /// Makes close() send a reset (SO_LINGER with a zero timeout).
+  void set_reset_on_close();
+  void close();
+
+ private:
+  // Waits for input and appends it to buffer_; false on EOF, throws on reset or timeout.
+  bool fill_(Clock::time_point deadline);
+
+  int fd_ = -1;
+  std::string buffer_;  // Received but not yet consumed.
+};
+
+/// True if the response says `Connection: close` (any letter case).
+bool says_close(const Response& r);
+/// Checks that the server ends the connection with a FIN once its answer is out: it neither
+/// keeps the connection open nor resets it.
+void check_closed_cleanly(Connection& c);
+
+/// A request with the given method, target and extra header lines (each ending in CRLF);
+/// adds Host and, with a body, Content-Length.
+std::string request(std::string_view method, std::string_view target,
+                    std::string_view extra_headers = "", std::string_view body = "");
+
+/// Connects, sends `raw`, reads one response and closes; for one-off exchanges.
+Response exchange(int port, std::string_view raw, bool head = false,
+                  milliseconds guard = kHangGuard);
+/// GET `target` on a fresh connection.
+Response get(int port, std::string_view target);
+
+/// The course app's /bytes/N content: byte i is 'a' + i % 26.
+std::string alphabet_bytes(std::size_t n);
+
+/// A memory figure of a process in bytes from /proc/PID/status: "VmRSS" (resident now) or
+/// "VmHWM" (peak resident).
+long memory_bytes(pid_t pid, std::string_view field);
+/// User plus system CPU time of a process (/proc/PID/stat).
+milliseconds cpu_time(pid_t pid);
+
+/// Raises this process's RLIMIT_NOFILE soft limit to its hard limit; returns the new limit.
+long raise_nofile_limit();
+
+/// Runs a program found on PATH with stdout and stderr to files; returns its wait status.
+/// Throws if the program cannot be found (the suite requires curl and python3 to be installed).
+int run_program(const std::vector<std::string>& argv, const std::string& stdout_path,
+                const std::string& stderr_path, milliseconds guard = kBulkHangGuard);
+
+/// A temporary file removed when this object goes away.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view contents = "");
+  ~TempFile();
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+  std::string read() const;
+
+ private:
+  std::string path_;
+};
+
+}  // namespace blackbox
+
+namespace doctest {
+// Prints an absent header as such in failed assertions, instead of doctest's "{?}".
+template <>
+struct StringMaker<std::optional<std::string>> {
+  static String convert(const std::optional<std::string>& value) {
+    return value ? String(("\"" + *value + "\"").c_str()) : String("(absent)");
+  }
+};
+}  // namespace doctest
+
+/// The liveness check that ends every bad-input and fault test: the process is still running
+/// and a new connection gets 200 "Hello, world" for GET /.
+#define CHECK_SERVER_ALIVE(server)                                         \
+  do {                                                                     \
+    auto ended_ = (server).exited();                                       \
+    REQUIRE_MESSAGE(!ended_.has_value(), "server died: " << ended_.value_or("")); \
+    auto alive_ = ::blackbox::get((server).port(), "/");                   \
+    CHECK_EQ(alive_.status, 200);                                          \
+    CHECK_EQ(alive_.body, "Hello, world");                                 \
+  } while (false)

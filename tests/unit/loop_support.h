@@ -1,0 +1,98 @@
+// How the unit suite builds and drives loops, streams and connections for this stage.
+//
+// The test sources are shared by every stage. Everything that depends on how a stage
+// constructs its objects lives in this one header, so that a stage whose API differs
+// (a loop created through a factory, renamed pollers, another clock) edits only this file.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "stage_features.h"
+#include "httpserver.h"
+#include "ioloop.h"
+#include "iostream.h"
+
+namespace unit {
+
+/// A private loop over the platform's default poller (epoll on Linux).
+inline std::unique_ptr<tornado::IOLoop> make_loop() { return std::make_unique<tornado::IOLoop>(); }
+
+/// A private loop over the select() poller.
+inline std::unique_ptr<tornado::IOLoop> make_select_loop() {
+  return std::make_unique<tornado::IOLoop>(std::make_unique<tornado::Select>());
+}
+
+/// The process-wide loop.
+inline tornado::IOLoop& global_loop() { return tornado::IOLoop::instance(); }
+
+/// The clock the loop measures deadlines on, in seconds.
+inline double loop_time(tornado::IOLoop& /*loop*/) { return tornado::IOLoop::time(); }
+
+/// What add_timeout() returns.
+using TimeoutHandle = tornado::IOLoop::TimeoutHandle;
+
+/// An HTTP connection serving the server end `fd` of a connected socket, with the peer address
+/// 1.2.3.4. The connection owns itself; the returned pointer is only for observing it.
+inline std::weak_ptr<tornado::HTTPConnection> make_http_connection(
+    tornado::IOLoop& loop, int fd, tornado::RequestCallback callback, bool no_keep_alive = false,
+    bool xheaders = false, std::size_t max_body_size = 104857600) {
+  return tornado::HTTPConnection::create(std::make_unique<tornado::IOStream>(fd, &loop),
+                                         "1.2.3.4", std::move(callback), no_keep_alive, xheaders,
+                                         max_body_size);
+}
+
+/// Runs `loop` until `done()` is true or `timeout_seconds` have passed, and returns `done()`.
+///
+/// `done` is evaluated once before the loop starts and then exactly once per loop iteration,
+/// from a callback that re-adds itself; so a test can also count iterations through it. The
+/// re-added callback keeps the poll timeout at zero, which makes the loop spin instead of
+/// sleeping up to the poll cap: tests stay fast even though stage0's waker never fires. A
+/// timeout stops the loop if `done` never becomes true, so a broken implementation fails the
+/// test instead of hanging it.
+inline bool run_until(tornado::IOLoop& loop, const std::function<bool()>& done,
+                      double timeout_seconds = 5.0) {
+  if (done()) return true;
+  struct State {
+    bool active = true;
+    bool timed_out = false;
+  };
+  auto state = std::make_shared<State>();
+  // The checker may outlive this call (it stays queued when the hang guard fires); `active`
+  // turns the stale copy into a no-op so it never touches `done` after we return.
+  struct Checker {
+    tornado::IOLoop* loop;
+    std::shared_ptr<State> state;
+    const std::function<bool()>* done;
+    void operator()() const {
+      if (!state->active) return;
+      if ((*done)()) {
+        loop->stop();
+        return;
+      }
+      loop->add_callback(*this);
+    }
+  };
+  loop.add_callback(Checker{&loop, state, &done});
+  TimeoutHandle guard = loop.add_timeout(loop_time(loop) + timeout_seconds, [state, &loop] {
+    state->timed_out = true;
+    loop.stop();
+  });
+  loop.start();
+  state->active = false;
+  // Stages before the timeout heap throw when removing a timeout that already ran.
+  if (!state->timed_out) loop.remove_timeout(guard);
+  return done();
+}
+
+/// Runs `loop` through `polls` complete iterations (each one polls for I/O once), then stops.
+inline void run_iterations(tornado::IOLoop& loop, int polls) {
+  // run_until() checks once before starting and then once per iteration before its poll, so
+  // stopping at the check number polls + 2 leaves exactly `polls` polls behind.
+  int checks = 0;
+  run_until(loop, [&] { return ++checks > polls + 1; });
+}
+
+}  // namespace unit
