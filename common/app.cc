@@ -114,12 +114,14 @@ std::uint64_t bounded_decimal(std::string_view digits, std::uint64_t limit) {
 
 nlohmann::ordered_json describe(const HTTPRequest& request) {
   nlohmann::ordered_json headers = nlohmann::ordered_json::object();
-  for (const auto& [name, value] : request.headers.items())
+  for (const auto& [name, value] : request.headers.items()) {
     headers[name] = value;
+  }
 
   nlohmann::ordered_json arguments = nlohmann::ordered_json::object();
-  for (const auto& [name, values] : request.arguments)
+  for (const auto& [name, values] : request.arguments) {
     arguments[name] = values;
+  }
 
   nlohmann::ordered_json files = nlohmann::ordered_json::object();
   for (const auto& [field, uploads] : request.files) {
@@ -190,9 +192,9 @@ void pid(const RequestPtr& request, std::string_view, tornado::IOLoop&) {
 
 struct Route {
   std::string_view path;  // The whole path, or with `numbered` the prefix before the number.
-  bool numbered;          // Path is `path` followed by one or more decimal digits.
-  bool get;               // GET, and so HEAD, is allowed.
-  bool post;              // POST is allowed.
+  bool numbered = false;  // The path is `path` followed by one or more decimal digits.
+  bool get = false;       // GET, and so HEAD, is allowed.
+  bool post = false;      // POST is allowed.
   void (*handle)(const RequestPtr& request, std::string_view number, tornado::IOLoop& io_loop);
 
   // Whether `request_path` is this route's; if so, `number` receives its digits.
@@ -219,9 +221,12 @@ struct Route {
 };
 
 constexpr Route kRoutes[] = {
-    {"/", false, true, false, hello},      {"/echo", false, false, true, echo},
-    {"/bytes/", true, true, false, bytes}, {"/request", false, true, true, request_info},
-    {"/delay/", true, true, false, delay}, {"/pid", false, true, false, pid},
+    {.path = "/", .get = true, .handle = hello},
+    {.path = "/echo", .post = true, .handle = echo},
+    {.path = "/bytes/", .numbered = true, .get = true, .handle = bytes},
+    {.path = "/request", .get = true, .post = true, .handle = request_info},
+    {.path = "/delay/", .numbered = true, .get = true, .handle = delay},
+    {.path = "/pid", .get = true, .handle = pid},
 };
 
 }  // namespace

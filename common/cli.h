@@ -8,8 +8,8 @@
 
 namespace course {
 
-/// Everything the course server's command line can set. Every stage has every field; a
-/// stage parses only the flags its stage_features.h enables and leaves the rest at their defaults.
+/// Everything the course server's command line can set. Every stage has every field; a stage
+/// parses only the flags its stage_features.h enables and leaves the rest at their defaults.
 struct ServerOptions {
   int port = 8888;                        ///< `--port`: TCP port; 0 lets the kernel pick one.
   std::string address = "127.0.0.1";      ///< `--address`: the interface to listen on.

@@ -24,9 +24,13 @@ std::string module_name(const char* file) {
 
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level.store(level); }
+void set_log_level(LogLevel level) {
+  g_level.store(level);
+}
 
-LogLevel log_level() { return g_level.load(std::memory_order_relaxed); }
+LogLevel log_level() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 void log_message(LogLevel level, const char* file, int line, const char* format, ...) {
   static constexpr char kLetters[] = {'D', 'I', 'W', 'E'};

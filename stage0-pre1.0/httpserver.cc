@@ -26,11 +26,13 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  for (char& c : s)
+    c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   return s;
 }
 
@@ -147,11 +149,16 @@ bool parse_content_length(const std::string& value, std::size_t& length) {
 
 const char* reason_phrase(int code) {
   switch (code) {
-    case 400: return "Bad Request";
-    case 413: return "Content Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    default: return "Error";
+    case 400:
+      return "Bad Request";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    default:
+      return "Error";
   }
 }
 
@@ -198,9 +205,9 @@ void HTTPServer::listen(int port, const std::string& address) {
     addrinfo* result = nullptr;
     int rc = ::getaddrinfo(address.c_str(), nullptr, &hints, &result);
     if (rc != 0 || result == nullptr) {
-      throw std::system_error(EINVAL, std::generic_category(),
-                              "cannot resolve IPv4 address '" + address + "': " +
-                                  ::gai_strerror(rc));
+      throw std::system_error(
+          EINVAL, std::generic_category(),
+          "cannot resolve IPv4 address '" + address + "': " + ::gai_strerror(rc));
     }
     addr.sin_addr = reinterpret_cast<sockaddr_in*>(result->ai_addr)->sin_addr;
     ::freeaddrinfo(result);
@@ -219,8 +226,7 @@ void HTTPServer::listen(int port, const std::string& address) {
   }
   socket_ = fd;
   io_loop_.add_handler(
-      socket_, [this](int fd, std::uint32_t events) { handle_events_(fd, events); },
-      IOLoop::READ);
+      socket_, [this](int fd, std::uint32_t events) { handle_events_(fd, events); }, IOLoop::READ);
   // Hygiene beyond 2009: one fd kept in reserve, see shed_connection_().
   spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
@@ -241,15 +247,18 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
     socklen_t len = sizeof addr;
     // accept4 makes the socket non-blocking and close-on-exec in one call; 2009 left
     // accepted sockets inheritable.
-    int fd = ::accept4(socket_, reinterpret_cast<sockaddr*>(&addr), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        ::accept4(socket_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       // The client gave up before we got to it, or a signal arrived: try the next one.
       if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
       if (errno == EMFILE || errno == ENFILE) {
+        // Linux reports EMFILE before it looks at the queue, so it says nothing about whether
+        // a connection is waiting: shed one and return, and the level-triggered socket will
+        // report any others on the next poll.
         shed_connection_();
-        continue;
+        return;
       }
       // 2009 re-raised every other error to the IOLoop, which logged it.
       throw errno_error("accept");
@@ -304,15 +313,15 @@ std::shared_ptr<HTTPConnection> HTTPConnection::create(std::unique_ptr<IOStream>
                                                        bool no_keep_alive, bool xheaders,
                                                        std::size_t max_body_size) {
   auto connection = std::make_shared<HTTPConnection>(std::move(stream), std::move(address),
-                                                     std::move(request_callback),
-                                                     no_keep_alive, xheaders, max_body_size);
+                                                     std::move(request_callback), no_keep_alive,
+                                                     xheaders, max_body_size);
   connection->start_();
   return connection;
 }
 
 HTTPConnection::HTTPConnection(std::unique_ptr<IOStream> stream, std::string address,
-                               RequestCallback request_callback, bool no_keep_alive,
-                               bool xheaders, std::size_t max_body_size)
+                               RequestCallback request_callback, bool no_keep_alive, bool xheaders,
+                               std::size_t max_body_size)
     : stream_(std::move(stream)),
       address_(std::move(address)),
       request_callback_(std::move(request_callback)),
@@ -411,7 +420,8 @@ int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content
 void HTTPConnection::on_headers_(std::string data) {
   // Tolerate empty lines before a request line, as RFC 9112 asks servers to.
   std::size_t start = 0;
-  while (data.compare(start, 2, "\r\n") == 0 && start + 4 < data.size()) start += 2;
+  while (data.compare(start, 2, "\r\n") == 0 && start + 4 < data.size())
+    start += 2;
   if (start > 0) data = data.substr(start);
 
   std::size_t content_length = 0;
@@ -426,9 +436,8 @@ void HTTPConnection::on_headers_(std::string data) {
     if (lower(request_->headers.get("Expect")) == "100-continue") {
       stream_->write("HTTP/1.1 100 (Continue)\r\n\r\n");
     }
-    stream_->read_bytes(content_length, [this](std::string body) {
-      on_request_body_(std::move(body));
-    });
+    stream_->read_bytes(content_length,
+                        [this](std::string body) { on_request_body_(std::move(body)); });
     return;
   }
   request_callback_(request_);
@@ -516,8 +525,8 @@ void HTTPConnection::send_error_(int code) {
   request_.reset();
   request_finished_ = false;
   stream_->write("HTTP/1.1 " + std::to_string(code) + " " + reason_phrase(code) +
-                 "\r\nContent-Type: text/plain\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
+                 "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                 "\r\nConnection: close\r\n\r\n" + body);
   stream_->close_gracefully();
 }
 
@@ -568,7 +577,9 @@ void HTTPRequest::finish() {
   finish_time_ = IOLoop::time();
 }
 
-std::string HTTPRequest::full_url() const { return protocol + "://" + host + uri; }
+std::string HTTPRequest::full_url() const {
+  return protocol + "://" + host + uri;
+}
 
 double HTTPRequest::request_time() const {
   return (finish_time_ ? *finish_time_ : IOLoop::time()) - start_time_;

@@ -148,13 +148,10 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
 
   /// Creates a connection over `stream` and starts reading the first request.
   /// \tornado{2afa9734,tornado/httpserver.py,HTTPConnection.__init__}
-  static std::shared_ptr<HTTPConnection> create(std::unique_ptr<IOStream> stream,
-                                                std::string address,
-                                                RequestCallback request_callback,
-                                                bool no_keep_alive = false,
-                                                bool xheaders = false,
-                                                std::size_t max_body_size =
-                                                    HTTPServer::kDefaultMaxBodySize);
+  static std::shared_ptr<HTTPConnection> create(
+      std::unique_ptr<IOStream> stream, std::string address, RequestCallback request_callback,
+      bool no_keep_alive = false, bool xheaders = false,
+      std::size_t max_body_size = HTTPServer::kDefaultMaxBodySize);
   /// Use create(): the connection must be owned by a shared_ptr from the start.
   HTTPConnection(std::unique_ptr<IOStream> stream, std::string address,
                  RequestCallback request_callback, bool no_keep_alive, bool xheaders,
@@ -214,19 +211,19 @@ class HTTPRequest {
               std::string protocol = "", std::string host = "",
               std::shared_ptr<HTTPConnection> connection = nullptr);
 
-  std::string method;    ///< "GET", "POST", ...
-  std::string uri;       ///< The request target as sent.
-  std::string version;   ///< "HTTP/1.0" or "HTTP/1.1".
-  HTTPHeaders headers;   ///< The request headers.
-  std::string body;      ///< The request body (empty without Content-Length).
-  std::string remote_ip; ///< The client's address, or X-Real-Ip with xheaders.
-  std::string protocol;  ///< "http", or X-Scheme with xheaders.
-  std::string host;      ///< The Host header, else "127.0.0.1".
-  std::string path;      ///< The path part of uri.
-  std::string query;     ///< The query part of uri, without '?'.
+  std::string method;     ///< "GET", "POST", ...
+  std::string uri;        ///< The request target as sent.
+  std::string version;    ///< "HTTP/1.0" or "HTTP/1.1".
+  HTTPHeaders headers;    ///< The request headers.
+  std::string body;       ///< The request body (empty without Content-Length).
+  std::string remote_ip;  ///< The client's address, or X-Real-Ip with xheaders.
+  std::string protocol;   ///< "http", or X-Scheme with xheaders.
+  std::string host;       ///< The Host header, else "127.0.0.1".
+  std::string path;       ///< The path part of uri.
+  std::string query;      ///< The query part of uri, without '?'.
   std::map<std::string, std::vector<std::string>> arguments;  ///< Query and form arguments.
   std::map<std::string, std::vector<HTTPFile>> files;         ///< Uploaded files by field.
-  std::shared_ptr<HTTPConnection> connection;  ///< Null for a request built by hand.
+  std::shared_ptr<HTTPConnection> connection;                 ///< Null for a request built by hand.
 
   /// True only for exactly "HTTP/1.1".
   /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.supports_http_1_1}
@@ -251,6 +248,7 @@ class HTTPRequest {
 
 /// Parses a query string or urlencoded body into `arguments`, '+' as space, %XX decoded,
 /// '&' and ';' as separators; blank values are dropped (Python's cgi.parse_qs as used in 2009).
-void parse_qs_into(const std::string& qs, std::map<std::string, std::vector<std::string>>& arguments);
+void parse_qs_into(const std::string& qs,
+                   std::map<std::string, std::vector<std::string>>& arguments);
 
 }  // namespace tornado

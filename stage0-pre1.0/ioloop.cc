@@ -45,8 +45,8 @@ IOLoop::IOLoop(std::unique_ptr<Poller> impl) : impl_(impl ? std::move(impl) : de
   // pipe's read end never reports. So wake_() never wakes anything and the pipe is never
   // drained; only the 0.2 s poll cap in start() bounds how late a wake is noticed. Tornado
   // 1.0 registered READ (commit d2ca9ad6); see stage1.
-  add_handler(waker_reader_, [this](int fd, std::uint32_t events) { read_waker_(fd, events); },
-              WRITE);
+  add_handler(
+      waker_reader_, [this](int fd, std::uint32_t events) { read_waker_(fd, events); }, WRITE);
 }
 
 IOLoop::~IOLoop() {
@@ -74,7 +74,9 @@ void IOLoop::add_handler(int fd, Handler handler, std::uint32_t events) {
   handlers_[fd] = std::move(handler);
 }
 
-void IOLoop::update_handler(int fd, std::uint32_t events) { impl_->modify(fd, events | ERROR); }
+void IOLoop::update_handler(int fd, std::uint32_t events) {
+  impl_->modify(fd, events | ERROR);
+}
 
 void IOLoop::remove_handler(int fd) {
   handlers_.erase(fd);
@@ -97,7 +99,8 @@ void IOLoop::start() {
     // iteration, so a callback that re-adds itself cannot starve I/O.
     std::vector<CallbackId> ids;
     ids.reserve(callbacks_.size());
-    for (const auto& [id, callback] : callbacks_) ids.push_back(id);
+    for (const auto& [id, callback] : callbacks_)
+      ids.push_back(id);
     for (CallbackId id : ids) {
       // A callback can remove another one, so check it is still there.
       auto it = callbacks_.find(id);
@@ -142,7 +145,8 @@ void IOLoop::start() {
 
     // Dispatch one fd at a time from a map that handlers may change: a handler that removes
     // another fd's handler also removes that fd's pending event from this pass.
-    for (const auto& [fd, events] : event_pairs) events_[fd] = events;
+    for (const auto& [fd, events] : event_pairs)
+      events_[fd] = events;
     while (!events_.empty()) {
       auto item = events_.begin();
       int fd = item->first;
@@ -174,8 +178,8 @@ void IOLoop::stop() {
 }
 
 IOLoop::TimeoutHandle IOLoop::add_timeout(double deadline, Callback callback) {
-  auto timeout = std::make_shared<Timeout>(Timeout{deadline, next_timeout_seq_++,
-                                                   std::move(callback)});
+  auto timeout =
+      std::make_shared<Timeout>(Timeout{deadline, next_timeout_seq_++, std::move(callback)});
   // bisect.insort: binary search for the place, then an O(n) shift to make room. Stage2
   // replaces the sorted list with a heap.
   auto place = std::upper_bound(timeouts_.begin(), timeouts_.end(), timeout, timeout_before);
@@ -198,7 +202,9 @@ IOLoop::CallbackId IOLoop::add_callback(Callback callback) {
   return id;
 }
 
-void IOLoop::remove_callback(CallbackId id) { callbacks_.erase(id); }
+void IOLoop::remove_callback(CallbackId id) {
+  callbacks_.erase(id);
+}
 
 double IOLoop::time() {
   using namespace std::chrono;
@@ -235,7 +241,9 @@ EPoll::EPoll() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
   if (epoll_fd_ < 0) throw errno_error("epoll_create1");
 }
 
-EPoll::~EPoll() { ::close(epoll_fd_); }
+EPoll::~EPoll() {
+  ::close(epoll_fd_);
+}
 
 void EPoll::register_fd(int fd, std::uint32_t events) {
   epoll_event ev{};
@@ -324,9 +332,12 @@ Poller::EventPairs Select::poll(double timeout) {
   FD_ZERO(&writable);
   FD_ZERO(&errors);
   int max_fd = -1;
-  for (int fd : read_fds_) FD_SET(fd, &readable), max_fd = std::max(max_fd, fd);
-  for (int fd : write_fds_) FD_SET(fd, &writable), max_fd = std::max(max_fd, fd);
-  for (int fd : error_fds_) FD_SET(fd, &errors), max_fd = std::max(max_fd, fd);
+  for (int fd : read_fds_)
+    FD_SET(fd, &readable), max_fd = std::max(max_fd, fd);
+  for (int fd : write_fds_)
+    FD_SET(fd, &writable), max_fd = std::max(max_fd, fd);
+  for (int fd : error_fds_)
+    FD_SET(fd, &errors), max_fd = std::max(max_fd, fd);
   // Round up to whole microseconds, carrying into seconds.
   auto micros = static_cast<long long>(std::ceil(std::max(timeout, 0.0) * 1e6));
   timeval tv{static_cast<time_t>(micros / 1000000), static_cast<suseconds_t>(micros % 1000000)};

@@ -84,17 +84,17 @@ class IOLoop {
   ///
   /// \tornado{2afa9734,tornado/ioloop.py,_Timeout}
   struct Timeout {
-    double deadline;     ///< Absolute wall-clock time in seconds, like Python's time.time().
-    std::uint64_t seq;   ///< Tie-breaker for equal deadlines (see add_timeout()).
-    Callback callback;   ///< What to run when the deadline passes.
+    double deadline;    ///< Absolute wall-clock time in seconds, like Python's time.time().
+    std::uint64_t seq;  ///< Tie-breaker for equal deadlines (see add_timeout()).
+    Callback callback;  ///< What to run when the deadline passes.
   };
   /// The handle add_timeout() returns and remove_timeout() takes.
   using TimeoutHandle = std::shared_ptr<Timeout>;
 
   // The loop's event bits are epoll's bits, so epoll masks pass through unchanged.
-  static constexpr std::uint32_t NONE = 0;                             ///< No events.
-  static constexpr std::uint32_t READ = EPOLLIN;                       ///< Readable.
-  static constexpr std::uint32_t WRITE = EPOLLOUT;                     ///< Writable.
+  static constexpr std::uint32_t NONE = 0;                                  ///< No events.
+  static constexpr std::uint32_t READ = EPOLLIN;                            ///< Readable.
+  static constexpr std::uint32_t WRITE = EPOLLOUT;                          ///< Writable.
   static constexpr std::uint32_t ERROR = EPOLLERR | EPOLLHUP | EPOLLRDHUP;  ///< Error or hang-up.
 
   /// Creates a loop over `impl`, or over the poller the platform offers when `impl` is null.

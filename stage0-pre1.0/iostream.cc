@@ -24,7 +24,9 @@ std::string concat(const std::string& a, const std::string& b) {
   return joined;
 }
 
-bool would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+bool would_block(int err) {
+  return err == EAGAIN || err == EWOULDBLOCK;
+}
 
 }  // namespace
 
@@ -107,7 +109,9 @@ void IOStream::write(const std::string& data, Callback callback) {
   write_callback_ = std::move(callback);
 }
 
-void IOStream::set_close_callback(Callback callback) { close_callback_ = std::move(callback); }
+void IOStream::set_close_callback(Callback callback) {
+  close_callback_ = std::move(callback);
+}
 
 void IOStream::close() {
   if (fd_ < 0) return;

@@ -57,13 +57,15 @@ TEST_CASE("an obs-fold continuation line gets 400") {
 TEST_CASE("a header block over 64 KiB gets 431") {
   ServerProcess server;
   // Just under the limit is an ordinary request.
-  auto ok = exchange(server.port(), request("GET", "/", "X-Big: " + std::string(60000, 'x') + "\r\n"));
+  auto ok =
+      round_trip(server.port(), request("GET", "/", "X-Big: " + std::string(60000, 'x') + "\r\n"));
   CHECK_EQ(ok.status, 200);
   check_rejected(server.port(),
                  request("GET", "/", "X-Big: " + std::string(70 * 1024, 'x') + "\r\n"), 431);
   // Many small headers count as much as one big one.
   std::string many;
-  for (int i = 0; i < 4000; ++i) many += "X-Header-" + std::to_string(i) + ": some value\r\n";
+  for (int i = 0; i < 4000; ++i)
+    many += "X-Header-" + std::to_string(i) + ": some value\r\n";
   check_rejected(server.port(), request("GET", "/", many), 431);
   CHECK_SERVER_ALIVE(server);
 }
@@ -79,12 +81,12 @@ TEST_CASE("Content-Length over max-body-size gets 413 before the body and withou
   check_rejected(server.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n",
                  413);
   // A length too large for any integer type is still just a length over the limit.
-  check_rejected(server.port(),
-                 "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-                 413);
+  check_rejected(
+      server.port(),
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n", 413);
   // The limit itself is allowed.
   auto body = alphabet_bytes(1000);
-  auto r = exchange(server.port(), request("POST", "/echo", "", body));
+  auto r = round_trip(server.port(), request("POST", "/echo", "", body));
   CHECK_EQ(r.status, 200);
   CHECK(r.body == body);
   CHECK_SERVER_ALIVE(server);

@@ -20,7 +20,8 @@ std::string media_type(const Response& r) {
 // Every byte value, so that a server treating the body as text (NUL, CR, LF, 0xFF) shows up.
 std::string all_byte_values() {
   std::string s;
-  for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
+  for (int i = 0; i < 256; ++i)
+    s.push_back(static_cast<char>(i));
   return s + "\r\n\r\nGET / HTTP/1.1\r\n\r\n";  // Looks like a request; must stay a body.
 }
 
@@ -38,7 +39,7 @@ std::string pseudo_random_bytes(std::size_t n) {
 }
 
 json request_json(int port, const std::string& raw) {
-  auto r = exchange(port, raw);
+  auto r = round_trip(port, raw);
   REQUIRE_EQ(r.status, 200);
   CHECK_EQ(media_type(r), "application/json");
   return json::parse(r.body);
@@ -59,13 +60,13 @@ TEST_CASE("GET / answers Hello world as text/plain") {
 TEST_CASE("POST /echo returns a small body byte for byte") {
   ServerProcess server;
   auto body = all_byte_values();
-  auto r = exchange(server.port(), request("POST", "/echo", "", body));
+  auto r = round_trip(server.port(), request("POST", "/echo", "", body));
   CHECK_EQ(r.status, 200);
   CHECK_EQ(media_type(r), "application/octet-stream");
   CHECK_EQ(r.body.size(), body.size());
   CHECK(r.body == body);
 
-  auto empty = exchange(server.port(), request("POST", "/echo", "Content-Length: 0\r\n"));
+  auto empty = round_trip(server.port(), request("POST", "/echo", "Content-Length: 0\r\n"));
   CHECK_EQ(empty.status, 200);
   CHECK_EQ(empty.header("Content-Length"), "0");
   CHECK_EQ(empty.body, "");
@@ -74,7 +75,7 @@ TEST_CASE("POST /echo returns a small body byte for byte") {
 TEST_CASE("POST /echo returns an 8 MiB body byte for byte") {
   ServerProcess server;
   auto body = pseudo_random_bytes(8 << 20);
-  auto r = exchange(server.port(), request("POST", "/echo", "", body), false, kBulkHangGuard);
+  auto r = round_trip(server.port(), request("POST", "/echo", "", body), false, kBulkHangGuard);
   CHECK_EQ(r.status, 200);
   CHECK_EQ(r.body.size(), body.size());
   CHECK_MESSAGE(r.body == body, "echoed body differs from the 8 MiB sent");
@@ -124,9 +125,9 @@ TEST_CASE("GET /request describes the request as JSON") {
 TEST_CASE("POST /request merges query and urlencoded body arguments") {
   ServerProcess server;
   std::string body = "name=tornado&q=2&sp=a+b%21";
-  auto j = request_json(server.port(),
-                        request("POST", "/request?q=1",
-                                "Content-Type: application/x-www-form-urlencoded\r\n", body));
+  auto j = request_json(
+      server.port(),
+      request("POST", "/request?q=1", "Content-Type: application/x-www-form-urlencoded\r\n", body));
   INFO(j.dump(2));
   CHECK_EQ(j.at("method"), "POST");
   CHECK_EQ(j.at("path"), "/request");
@@ -166,8 +167,7 @@ TEST_CASE("POST /request reports multipart fields and files") {
   CHECK_EQ(uploads[0], json({{"filename", "a.bin"},
                              {"content_type", "application/x-test"},
                              {"size", file_a.size()}}));
-  CHECK_EQ(uploads[1],
-           json({{"filename", "b.txt"}, {"content_type", "text/plain"}, {"size", 10}}));
+  CHECK_EQ(uploads[1], json({{"filename", "b.txt"}, {"content_type", "text/plain"}, {"size", 10}}));
   CHECK_EQ(j.at("body_length"), body.size());
 }
 
@@ -192,9 +192,9 @@ TEST_CASE("unknown paths get 404 and wrong methods 405") {
   CHECK_EQ(get(server.port(), "/no/such/path").status, 404);
   CHECK_EQ(get(server.port(), "/bytes").status, 404);
   CHECK_EQ(get(server.port(), "/echo").status, 405);
-  CHECK_EQ(exchange(server.port(), request("DELETE", "/")).status, 405);
-  CHECK_EQ(exchange(server.port(), request("POST", "/", "", "x")).status, 405);
-  CHECK_EQ(exchange(server.port(), request("PUT", "/bytes/3", "", "x")).status, 405);
+  CHECK_EQ(round_trip(server.port(), request("DELETE", "/")).status, 405);
+  CHECK_EQ(round_trip(server.port(), request("POST", "/", "", "x")).status, 405);
+  CHECK_EQ(round_trip(server.port(), request("PUT", "/bytes/3", "", "x")).status, 405);
   CHECK_SERVER_ALIVE(server);
 }
 

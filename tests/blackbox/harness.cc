@@ -55,8 +55,10 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 std::string trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return std::string(s);
 }
 
@@ -95,7 +97,8 @@ std::string describe_status(int status) {
 // survive exec, so without this a test process ignoring SIGPIPE would hide a server that
 // forgets to.
 void reset_signals_in_child() {
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGCHLD}) ::signal(sig, SIG_DFL);
+  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGCHLD})
+    ::signal(sig, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -103,7 +106,8 @@ void reset_signals_in_child() {
 
 std::vector<char*> c_argv(std::vector<std::string>& args) {
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : args)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
   return argv;
 }
@@ -166,15 +170,17 @@ void ServerProcess::wait_ready_() {
   auto deadline = Clock::now() + kHangGuard;
   for (;;) {
     if (wait_for(stdout_fd_, POLLIN, deadline) == 0) {
-      throw std::runtime_error("server printed no readiness line within the hang guard; stderr:\n" +
-                               stderr_text());
+      throw std::runtime_error(
+          TORNADO_STAGE_NAME " server printed no readiness line within the hang guard; stderr:\n" +
+          stderr_text());
     }
     char c;
     ssize_t n = ::read(stdout_fd_, &c, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       reap_(true);
-      throw std::runtime_error("server closed stdout before its readiness line (" +
+      throw std::runtime_error(TORNADO_STAGE_NAME
+                               " server closed stdout before its readiness line (" +
                                describe_status(*wait_status_) + "); stdout so far: \"" + line +
                                "\"; stderr:\n" + stderr_text());
     }
@@ -191,7 +197,9 @@ void ServerProcess::wait_ready_() {
   port_ = port;
 }
 
-ServerProcess::~ServerProcess() { release_(); }
+ServerProcess::~ServerProcess() {
+  release_();
+}
 
 void ServerProcess::release_() {
   if (pid_ > 0 && !wait_status_) {
@@ -204,36 +212,36 @@ void ServerProcess::release_() {
   ::unlink(stderr_path_.c_str());
 }
 
-int ServerProcess::reap_(bool block) {
-  if (wait_status_) return 1;
+void ServerProcess::reap_(bool block) {
+  if (wait_status_) return;
   int status = 0;
   pid_t r;
   do {
     r = ::waitpid(pid_, &status, block ? 0 : WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == pid_) wait_status_ = status;
-  return r;
+}
+
+bool ServerProcess::exits_within(milliseconds window) {
+  if (wait_status_) return true;
+  // The process has exited when its pidfd turns readable; without pidfd (old kernels), when
+  // the last holder of its stdout goes away, which includes any children it forked.
+  int fd = pidfd_ >= 0 ? pidfd_ : stdout_fd_;
+  return wait_for(fd, POLLIN, Clock::now() + window) != 0;
 }
 
 int ServerProcess::stop(int signal) {
   if (!wait_status_) {
     if (::kill(pid_, signal) < 0) throw_errno("kill");
-    // The process has exited when its pidfd turns readable; without pidfd (old kernels), when
-    // the last holder of its stdout goes away, which includes any children it forked.
-    int fd = pidfd_ >= 0 ? pidfd_ : stdout_fd_;
-    if (wait_for(fd, POLLIN, Clock::now() + kHangGuard) == 0) {
-      throw std::runtime_error("server did not exit within the hang guard after signal " +
+    if (!exits_within(kHangGuard)) {
+      throw std::runtime_error(TORNADO_STAGE_NAME
+                               " server did not exit within the hang guard "
+                               "after signal " +
                                std::to_string(signal));
     }
     reap_(true);
   }
   return *wait_status_;
-}
-
-bool ServerProcess::exits_within(milliseconds window) {
-  if (wait_status_) return true;
-  int fd = pidfd_ >= 0 ? pidfd_ : stdout_fd_;
-  return wait_for(fd, POLLIN, Clock::now() + window) != 0;
 }
 
 std::optional<std::string> ServerProcess::exited() {
@@ -242,7 +250,9 @@ std::optional<std::string> ServerProcess::exited() {
   return describe_status(*wait_status_) + "; stderr:\n" + stderr_text();
 }
 
-std::string ServerProcess::stderr_text() const { return slurp(stderr_path_); }
+std::string ServerProcess::stderr_text() const {
+  return slurp(stderr_path_);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Responses
@@ -279,8 +289,8 @@ std::optional<Response> take_response(std::string& buffer, bool head) {
   while (line_end != std::string_view::npos) {
     auto start = line_end + 2;
     line_end = block.find("\r\n", start);
-    auto line = block.substr(start, line_end == std::string_view::npos ? block.npos
-                                                                         : line_end - start);
+    auto line =
+        block.substr(start, line_end == std::string_view::npos ? block.npos : line_end - start);
     auto colon = line.find(':');
     if (colon == std::string_view::npos) {
       throw std::runtime_error("malformed response header: \"" + std::string(line) + "\"");
@@ -308,7 +318,7 @@ std::optional<Response> take_response(std::string& buffer, bool head) {
   return r;
 }
 
-const char* to_string(Ending ending) {
+std::string to_string(Ending ending) {
   switch (ending) {
     case Ending::kEof:
       return "EOF";
@@ -346,7 +356,9 @@ Connection::Connection(int port) {
   ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
 }
 
-Connection::~Connection() { close(); }
+Connection::~Connection() {
+  close();
+}
 
 Connection::Connection(Connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)), buffer_(std::move(other.buffer_)) {}
@@ -421,7 +433,8 @@ Response Connection::read_response(bool head, milliseconds guard) {
 
 std::vector<Response> Connection::read_responses(std::size_t count, milliseconds guard) {
   std::vector<Response> responses;
-  for (std::size_t i = 0; i < count; ++i) responses.push_back(read_response(false, guard));
+  for (std::size_t i = 0; i < count; ++i)
+    responses.push_back(read_response(false, guard));
   return responses;
 }
 
@@ -454,7 +467,9 @@ bool Connection::stays_open(milliseconds window) {
   return buffer_.empty() && wait_for(fd_, POLLIN, Clock::now() + window) == 0;
 }
 
-bool says_close(const Response& r) { return iequals(r.header("Connection").value_or(""), "close"); }
+bool says_close(const Response& r) {
+  return iequals(r.header("Connection").value_or(""), "close");
+}
 
 void check_closed_cleanly(Connection& c) {
   auto ending = c.wait_close();
@@ -475,19 +490,20 @@ std::string request(std::string_view method, std::string_view target,
   return r;
 }
 
-Response exchange(int port, std::string_view raw, bool head, milliseconds guard) {
+Response round_trip(int port, std::string_view raw, bool head, milliseconds guard) {
   Connection c(port);
   c.send(raw, guard);
   return c.read_response(head, guard);
 }
 
 Response get(int port, std::string_view target) {
-  return exchange(port, request("GET", target));
+  return round_trip(port, request("GET", target));
 }
 
 std::string alphabet_bytes(std::size_t n) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + i % 26);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + i % 26);
   return s;
 }
 
@@ -563,7 +579,11 @@ int run_program(const std::vector<std::string>& argv_in, const std::string& stdo
 }
 
 TempFile::TempFile(std::string_view contents) : path_(temp_path(contents)) {}
-TempFile::~TempFile() { ::unlink(path_.c_str()); }
-std::string TempFile::read() const { return slurp(path_); }
+TempFile::~TempFile() {
+  ::unlink(path_.c_str());
+}
+std::string TempFile::read() const {
+  return slurp(path_);
+}
 
 }  // namespace blackbox

@@ -56,7 +56,7 @@ class ServerProcess {
  private:
   void wait_ready_();
   void release_();
-  int reap_(bool block);
+  void reap_(bool block);
 
   pid_t pid_ = -1;
   int port_ = 0;
@@ -86,7 +86,7 @@ std::optional<Response> take_response(std::string& buffer, bool head);
 
 /// How a connection ended, as seen by the client.
 enum class Ending { kEof, kReset, kData, kTimeout };
-const char* to_string(Ending ending);
+std::string to_string(Ending ending);
 
 /// A blocking-style client connection to 127.0.0.1:port, every wait bounded by poll().
 class Connection {
@@ -137,8 +137,8 @@ std::string request(std::string_view method, std::string_view target,
                     std::string_view extra_headers = "", std::string_view body = "");
 
 /// Connects, sends `raw`, reads one response and closes; for one-off exchanges.
-Response exchange(int port, std::string_view raw, bool head = false,
-                  milliseconds guard = kHangGuard);
+Response round_trip(int port, std::string_view raw, bool head = false,
+                    milliseconds guard = kHangGuard);
 /// GET `target` on a fresh connection.
 Response get(int port, std::string_view target);
 
@@ -187,11 +187,11 @@ struct StringMaker<std::optional<std::string>> {
 
 /// The liveness check that ends every bad-input and fault test: the process is still running
 /// and a new connection gets 200 "Hello, world" for GET /.
-#define CHECK_SERVER_ALIVE(server)                                         \
-  do {                                                                     \
-    auto ended_ = (server).exited();                                       \
+#define CHECK_SERVER_ALIVE(server)                                                \
+  do {                                                                            \
+    auto ended_ = (server).exited();                                              \
     REQUIRE_MESSAGE(!ended_.has_value(), "server died: " << ended_.value_or("")); \
-    auto alive_ = ::blackbox::get((server).port(), "/");                   \
-    CHECK_EQ(alive_.status, 200);                                          \
-    CHECK_EQ(alive_.body, "Hello, world");                                 \
+    auto alive_ = ::blackbox::get((server).port(), "/");                          \
+    CHECK_EQ(alive_.status, 200);                                                 \
+    CHECK_EQ(alive_.body, "Hello, world");                                        \
   } while (false)

@@ -91,9 +91,10 @@ TEST_CASE("Expect 100-continue gets an interim response before the body is sent"
   ServerProcess server;
   Connection c(server.port());
   const std::string body = "sent after 100";
-  c.send("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
-         "Content-Length: " +
-         std::to_string(body.size()) + "\r\n\r\n");
+  c.send(
+      "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n");
   // Nothing of the body has been sent: only the interim answer can arrive now.
   auto interim = c.read_response();
   CHECK_EQ(interim.version, "HTTP/1.1");
@@ -108,13 +109,13 @@ TEST_CASE("xheaders lets X-Real-Ip and X-Scheme set remote_ip and protocol") {
   const std::string raw = request("GET", "/request", "X-Real-Ip: 10.1.2.3\r\nX-Scheme: https\r\n");
   {
     ServerProcess server({"--xheaders"});
-    auto j = nlohmann::json::parse(exchange(server.port(), raw).body);
+    auto j = nlohmann::json::parse(round_trip(server.port(), raw).body);
     CHECK_EQ(j.at("remote_ip"), "10.1.2.3");
     CHECK_EQ(j.at("protocol"), "https");
   }
   {
     ServerProcess server;  // Without the flag the headers are only headers.
-    auto j = nlohmann::json::parse(exchange(server.port(), raw).body);
+    auto j = nlohmann::json::parse(round_trip(server.port(), raw).body);
     CHECK_EQ(j.at("remote_ip"), "127.0.0.1");
     CHECK_EQ(j.at("protocol"), "http");
     CHECK_EQ(j.at("headers").at("X-Real-Ip"), "10.1.2.3");

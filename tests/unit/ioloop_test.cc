@@ -61,7 +61,8 @@ TEST_CASE("IOLoop: a READ handler stays quiet while nothing is readable") {
   auto loop = unit::make_loop();
   auto [a, b] = unit::socket_pair();
   int calls = 0;
-  loop->add_handler(a.get(), [&](int, std::uint32_t) { ++calls; }, IOLoop::READ);
+  loop->add_handler(
+      a.get(), [&](int, std::uint32_t) { ++calls; }, IOLoop::READ);
   // The socket is writable the whole time, but WRITE is not watched.
   run_iterations(*loop, 3);
   CHECK_EQ(calls, 0);
@@ -111,21 +112,43 @@ TEST_CASE("IOLoop: removing another fd's handler cancels its event pending in th
   auto [a1, b1] = unit::socket_pair();
   auto [a2, b2] = unit::socket_pair();
   // Both sockets are readable before the first poll, so one poll reports both. Whichever
-  // handler runs first removes both registrations; the other fd's event from that same poll
-  // must then be dropped rather than dispatched.
+  // handler runs first removes its own registration and the other fd's, then registers a
+  // replacement handler for the other fd. The other fd's event from that same poll must have
+  // been dropped by the removal: the replacement may only see the next poll's event. (Merely
+  // skipping fds without a handler would not pass: the replacement is there to receive it.)
   unit::send_all(b1.get(), "x");
   unit::send_all(b2.get(), "x");
-  int calls = 0;
-  auto handler = [&](int, std::uint32_t) {
-    ++calls;
-    loop->remove_handler(a1.get());
-    loop->remove_handler(a2.get());
+  const int fd1 = a1.get();
+  const int fd2 = a2.get();
+  // run_until() evaluates its predicate once per iteration, before that iteration's dispatch,
+  // so `iteration` identifies the pass a handler runs in.
+  int iteration = 0;
+  int original_calls = 0;
+  int removed_at = -1;
+  int replacement_at = -1;
+  int replaced_fd = -1;
+  auto original = [&](int fd, std::uint32_t) {
+    ++original_calls;
+    removed_at = iteration;
+    replaced_fd = fd == fd1 ? fd2 : fd1;
+    loop->remove_handler(fd);
+    loop->remove_handler(replaced_fd);
+    loop->add_handler(
+        replaced_fd,
+        [&](int, std::uint32_t) {
+          if (replacement_at < 0) replacement_at = iteration;
+        },
+        IOLoop::READ);
   };
-  loop->add_handler(a1.get(), handler, IOLoop::READ);
-  loop->add_handler(a2.get(), handler, IOLoop::READ);
-  REQUIRE(run_until(*loop, [&] { return calls > 0; }));
-  run_iterations(*loop, 2);
-  CHECK_EQ(calls, 1);
+  loop->add_handler(fd1, original, IOLoop::READ);
+  loop->add_handler(fd2, original, IOLoop::READ);
+  REQUIRE(run_until(*loop, [&] {
+    ++iteration;
+    return replacement_at >= 0;
+  }));
+  CHECK_EQ(original_calls, 1);
+  CHECK_GT(replacement_at, removed_at);
+  loop->remove_handler(replaced_fd);
 }
 
 TEST_CASE("IOLoop: add_handler on a closed fd throws std::system_error") {
@@ -135,7 +158,8 @@ TEST_CASE("IOLoop: add_handler on a closed fd throws std::system_error") {
     auto [a, b] = unit::socket_pair();
     fd = a.get();
   }
-  CHECK_THROWS_AS(loop->add_handler(fd, [](int, std::uint32_t) {}, IOLoop::READ),
+  CHECK_THROWS_AS(loop->add_handler(
+                      fd, [](int, std::uint32_t) {}, IOLoop::READ),
                   std::system_error);
 }
 
@@ -157,7 +181,8 @@ TEST_CASE("IOLoop: add_callback runs on the next iteration and not in the curren
 TEST_CASE("IOLoop: callbacks added before start all run") {
   auto loop = unit::make_loop();
   std::vector<int> ran;
-  for (int i = 0; i < 5; ++i) loop->add_callback([&ran, i] { ran.push_back(i); });
+  for (int i = 0; i < 5; ++i)
+    loop->add_callback([&ran, i] { ran.push_back(i); });
   REQUIRE(run_until(*loop, [&] { return ran.size() == 5; }));
 #if TORNADO_HAS_FIFO_CALLBACKS
   CHECK_EQ(ran, std::vector<int>{0, 1, 2, 3, 4});
@@ -222,21 +247,23 @@ TEST_CASE("IOLoop: stop from a callback ends start") {
     ran = true;
     loop->stop();
   });
-  CHECK_FALSE(loop->running());
   loop->start();
   CHECK(ran);
   CHECK_FALSE(guard_fired);
-  CHECK_FALSE(loop->running());
   if (!guard_fired) loop->remove_timeout(guard);
 }
 
-TEST_CASE("IOLoop: running is true inside start") {
+#if TORNADO_STAGE < 3
+// running() is part of the 2009-2011 loop; 3.0's abstract IOLoop no longer offers it.
+TEST_CASE("IOLoop: running is true only inside start") {
   auto loop = unit::make_loop();
+  CHECK_FALSE(loop->running());
   bool running_inside = false;
   loop->add_callback([&] { running_inside = loop->running(); });
   REQUIRE(run_until(*loop, [&] { return running_inside; }));
   CHECK_FALSE(loop->running());
 }
+#endif
 
 TEST_CASE("IOLoop: stop before start") {
   auto loop = unit::make_loop();
@@ -277,8 +304,8 @@ TEST_CASE("IOLoop: timeouts run in deadline order then insertion order") {
   loop->add_timeout(now - 2.0, [&] { order.push_back("-2 third"); });
   loop->add_timeout(now - 0.5, [&] { order.push_back("-0.5"); });
   REQUIRE(run_until(*loop, [&] { return order.size() == 6; }));
-  CHECK_EQ(order, std::vector<std::string>{"-3", "-2 first", "-2 second", "-2 third", "-1",
-                                           "-0.5"});
+  CHECK_EQ(order,
+           std::vector<std::string>{"-3", "-2 first", "-2 second", "-2 third", "-1", "-0.5"});
 }
 
 TEST_CASE("IOLoop: a timeout in the future fires") {
@@ -361,7 +388,8 @@ TEST_CASE("IOLoop: select refuses an fd at or above FD_SETSIZE") {
 
     int big_calls = 0;
     try {
-      loop->add_handler(big.get(), [&](int, std::uint32_t) { ++big_calls; }, IOLoop::READ);
+      loop->add_handler(
+          big.get(), [&](int, std::uint32_t) { ++big_calls; }, IOLoop::READ);
       FAIL("add_handler accepted an fd that select() cannot watch");
     } catch (const std::system_error& e) {
       CHECK_EQ(e.code().value(), EINVAL);

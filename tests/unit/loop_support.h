@@ -10,15 +10,17 @@
 #include <string>
 #include <utility>
 
-#include "stage_features.h"
 #include "httpserver.h"
 #include "ioloop.h"
 #include "iostream.h"
+#include "stage_features.h"
 
 namespace unit {
 
 /// A private loop over the platform's default poller (epoll on Linux).
-inline std::unique_ptr<tornado::IOLoop> make_loop() { return std::make_unique<tornado::IOLoop>(); }
+inline std::unique_ptr<tornado::IOLoop> make_loop() {
+  return std::make_unique<tornado::IOLoop>();
+}
 
 /// A private loop over the select() poller.
 inline std::unique_ptr<tornado::IOLoop> make_select_loop() {
@@ -26,10 +28,14 @@ inline std::unique_ptr<tornado::IOLoop> make_select_loop() {
 }
 
 /// The process-wide loop.
-inline tornado::IOLoop& global_loop() { return tornado::IOLoop::instance(); }
+inline tornado::IOLoop& global_loop() {
+  return tornado::IOLoop::instance();
+}
 
 /// The clock the loop measures deadlines on, in seconds.
-inline double loop_time(tornado::IOLoop& /*loop*/) { return tornado::IOLoop::time(); }
+inline double loop_time(tornado::IOLoop& /*loop*/) {
+  return tornado::IOLoop::time();
+}
 
 /// What add_timeout() returns.
 using TimeoutHandle = tornado::IOLoop::TimeoutHandle;
@@ -39,8 +45,8 @@ using TimeoutHandle = tornado::IOLoop::TimeoutHandle;
 inline std::weak_ptr<tornado::HTTPConnection> make_http_connection(
     tornado::IOLoop& loop, int fd, tornado::RequestCallback callback, bool no_keep_alive = false,
     bool xheaders = false, std::size_t max_body_size = 104857600) {
-  return tornado::HTTPConnection::create(std::make_unique<tornado::IOStream>(fd, &loop),
-                                         "1.2.3.4", std::move(callback), no_keep_alive, xheaders,
+  return tornado::HTTPConnection::create(std::make_unique<tornado::IOStream>(fd, &loop), "1.2.3.4",
+                                         std::move(callback), no_keep_alive, xheaders,
                                          max_body_size);
 }
 
