@@ -145,16 +145,16 @@ nlohmann::ordered_json describe(const HTTPRequest& request) {
 // The route handlers. `number` is the digits after the route's prefix, empty for routes
 // without one.
 
-void hello(const RequestPtr& request, std::string_view, tornado::IOLoop&) {
+void hello(const RequestPtr& request, std::string_view) {
   respond(*request, 200, kTextPlain, "Hello, world");
 }
 
-void echo(const RequestPtr& request, std::string_view, tornado::IOLoop&) {
+void echo(const RequestPtr& request, std::string_view) {
   // The body is not needed after this, and it may be 100 MiB.
   respond(*request, 200, kOctetStream, std::move(request->body));
 }
 
-void bytes(const RequestPtr& request, std::string_view number, tornado::IOLoop&) {
+void bytes(const RequestPtr& request, std::string_view number) {
   std::uint64_t size = bounded_decimal(number, kMaxBytes);
   if (size > kMaxBytes) return respond_error(*request, 400);
   if (request->method == "HEAD") return respond(*request, 200, kOctetStream, {}, size);
@@ -167,18 +167,21 @@ void bytes(const RequestPtr& request, std::string_view number, tornado::IOLoop&)
   respond(*request, 200, kOctetStream, std::move(body));
 }
 
-void request_info(const RequestPtr& request, std::string_view, tornado::IOLoop&) {
+void request_info(const RequestPtr& request, std::string_view) {
   // Header values, arguments and file names are arbitrary bytes: invalid UTF-8 is written
   // as U+FFFD instead of throwing.
   respond(*request, 200, "application/json",
           describe(*request).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-void delay(const RequestPtr& request, std::string_view number, tornado::IOLoop& io_loop) {
+void delay(const RequestPtr& request, std::string_view number) {
   std::uint64_t ms = bounded_decimal(number, kMaxDelayMs);
   if (ms > kMaxDelayMs) return respond_error(*request, 400);
-  // The timeout keeps the request (and through it the connection) alive; the loop goes on
+  // The loop that serves this connection runs the timeout. (It is looked up per request,
+  // not fixed at construction: a prefork server creates each child's loop after fork().)
+  // The timeout keeps the request, and through it the connection, alive; the loop goes on
   // serving others meanwhile.
+  tornado::IOLoop& io_loop = request->connection->stream().io_loop();
   io_loop.add_timeout(io_loop.time() + static_cast<double>(ms) / 1000.0, [request, ms] {
     // A client that left during the wait has nobody to answer.
     if (request->connection && request->connection->stream().closed()) return;
@@ -186,7 +189,7 @@ void delay(const RequestPtr& request, std::string_view number, tornado::IOLoop& 
   });
 }
 
-void pid(const RequestPtr& request, std::string_view, tornado::IOLoop&) {
+void pid(const RequestPtr& request, std::string_view) {
   respond(*request, 200, kTextPlain, std::to_string(::getpid()));
 }
 
@@ -195,7 +198,7 @@ struct Route {
   bool numbered = false;  // The path is `path` followed by one or more decimal digits.
   bool get = false;       // GET, and so HEAD, is allowed.
   bool post = false;      // POST is allowed.
-  void (*handle)(const RequestPtr& request, std::string_view number, tornado::IOLoop& io_loop);
+  void (*handle)(const RequestPtr& request, std::string_view number);
 
   // Whether `request_path` is this route's; if so, `number` receives its digits.
   bool matches(std::string_view request_path, std::string_view& number) const {
@@ -231,14 +234,12 @@ constexpr Route kRoutes[] = {
 
 }  // namespace
 
-Application::Application(tornado::IOLoop& io_loop) : io_loop_(io_loop) {}
-
 void Application::operator()(std::shared_ptr<tornado::HTTPRequest> request) {
   for (const Route& route : kRoutes) {
     std::string_view number;
     if (!route.matches(request->path, number)) continue;
     if (!route.allows(request->method)) return respond_error(*request, 405, route.allow_header());
-    return route.handle(request, number, io_loop_);
+    return route.handle(request, number);
   }
   respond_error(*request, 404);
 }

@@ -30,14 +30,9 @@ namespace course {
 /// afterwards at info level, in web.py's access log format.
 class Application {
  public:
-  /// Serves requests on `io_loop`, which runs the timeouts behind /delay.
-  explicit Application(tornado::IOLoop& io_loop);
-
-  /// Answers one request: the RequestCallback handed to tornado::HTTPServer.
+  /// Answers one request: the RequestCallback handed to tornado::HTTPServer. Timeouts (for
+  /// /delay) go to the loop of the request's own stream.
   void operator()(std::shared_ptr<tornado::HTTPRequest> request);
-
- private:
-  tornado::IOLoop& io_loop_;
 };
 
 }  // namespace course

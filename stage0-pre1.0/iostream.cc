@@ -238,7 +238,8 @@ void IOStream::handle_write_() {
     if (n < 0) {
       if (would_block(errno)) break;
       if (errno == EINTR) continue;
-      LOG_WARNING("Write error on %d: %s", fd_, std::strerror(errno));
+      // (sic) The 2009 message said "Read error" for a failed send too; 1.0 corrected it.
+      LOG_WARNING("Read error on %d: %s", fd_, std::strerror(errno));
       close();
       return;
     }

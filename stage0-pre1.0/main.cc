@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   course::prepare_process();
 
   tornado::IOLoop& io_loop = tornado::IOLoop::instance();
-  course::Application app(io_loop);
+  course::Application app;
   tornado::HTTPServer http_server(std::ref(app), options.no_keep_alive, &io_loop, options.xheaders,
                                   options.max_body_size);
   try {
