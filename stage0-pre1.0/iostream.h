@@ -21,7 +21,7 @@ struct StreamClosedError : std::runtime_error {
 ///
 /// Three operations: read_until() a delimiter, read_bytes() a count, and write(). The
 /// buffers keep the cost model of Python 2's immutable `str`, because that cost is what
-/// stage0 teaches and what the benchmark measures:
+/// this stage teaches and what the benchmark measures:
 ///
 /// \verbatim
 ///   read_buffer_   [ consumed by the last read | unread bytes ........ ]
