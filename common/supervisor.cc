@@ -20,7 +20,9 @@ namespace {
 
 volatile sig_atomic_t g_signalled = 0;
 
-void record_signal(int) { g_signalled = 1; }
+void record_signal(int) {
+  g_signalled = 1;
+}
 
 // The children of `parent`, found in /proc: the parent keeps no list of its own, since the
 // library forked them (Tornado never returned their pids).
@@ -64,7 +66,9 @@ Supervisor::Supervisor() : parent_pid_(::getpid()) {
   ::sigaction(SIGTERM, &action, nullptr);
 }
 
-bool Supervisor::in_child() const { return ::getpid() != parent_pid_; }
+bool Supervisor::in_child() const {
+  return ::getpid() != parent_pid_;
+}
 
 void Supervisor::enter_child() const {
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -72,10 +76,13 @@ void Supervisor::enter_child() const {
   if (::getppid() != parent_pid_) std::_Exit(0);
 }
 
-bool Supervisor::signalled() { return g_signalled != 0; }
+bool Supervisor::signalled() {
+  return g_signalled != 0;
+}
 
 void Supervisor::stop_children(double grace_seconds) const {
-  for (pid_t child : children_of(parent_pid_)) ::kill(child, SIGTERM);
+  for (pid_t child : children_of(parent_pid_))
+    ::kill(child, SIGTERM);
   timespec start{};
   ::clock_gettime(CLOCK_MONOTONIC, &start);
   bool killed = false;
@@ -90,7 +97,8 @@ void Supervisor::stop_children(double grace_seconds) const {
                     static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9;
     if (waited > grace_seconds && !killed) {
       LOG_WARNING("children still running after %.1f s; killing them", grace_seconds);
-      for (pid_t child : children_of(parent_pid_)) ::kill(child, SIGKILL);
+      for (pid_t child : children_of(parent_pid_))
+        ::kill(child, SIGKILL);
       killed = true;
     }
     timespec pause{0, 10 * 1000 * 1000};

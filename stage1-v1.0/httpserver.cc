@@ -576,7 +576,8 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
   if (this->connection && this->connection->xheaders()) {
     // Behind a reverse proxy, trust its view of the client. 1.0 added X-Forwarded-For, taken
     // whole: with several proxies remote_ip is "client, proxy1" (3.0 kept the last address).
-    this->remote_ip = this->headers.get("X-Real-Ip", this->headers.get("X-Forwarded-For", remote_ip));
+    this->remote_ip =
+        this->headers.get("X-Real-Ip", this->headers.get("X-Forwarded-For", remote_ip));
     this->protocol = this->headers.get("X-Scheme", protocol);
     if (this->protocol.empty()) this->protocol = "http";
   } else {

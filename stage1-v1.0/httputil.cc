@@ -35,7 +35,8 @@ std::vector<std::string> HTTPHeaders::get_list(const std::string& name) const {
 std::vector<std::pair<std::string, std::string>> HTTPHeaders::get_all() const {
   std::vector<std::pair<std::string, std::string>> all;
   for (const auto& [name, values] : as_list_) {
-    for (const std::string& value : values) all.emplace_back(name, value);
+    for (const std::string& value : values)
+      all.emplace_back(name, value);
   }
   return all;
 }

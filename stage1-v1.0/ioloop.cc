@@ -39,7 +39,8 @@ void set_alarm(double seconds) {
 // Runs in signal context: only async-signal-safe calls, so a fixed message and write(2).
 void handle_alarm(int) {
   int saved_errno = errno;
-  static const char kMessage[] = "[W ioloop] IOLoop blocked longer than the blocking log threshold\n";
+  static const char kMessage[] =
+      "[W ioloop] IOLoop blocked longer than the blocking log threshold\n";
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
   errno = saved_errno;
 }
@@ -90,7 +91,9 @@ IOLoop& IOLoop::instance() {
   return instance;
 }
 
-bool IOLoop::initialized() { return instance_created; }
+bool IOLoop::initialized() {
+  return instance_created;
+}
 
 void IOLoop::add_handler(int fd, Handler handler, std::uint32_t events) {
   // Register before storing, so that an fd the poller refuses leaves no handler behind.
@@ -294,16 +297,21 @@ void IOLoop::read_waker_(int fd, std::uint32_t) {
 // ---------------------------------------------------------------------------------------
 // PeriodicCallback
 
-PeriodicCallback::PeriodicCallback(IOLoop::Callback callback, double callback_time,
-                                   IOLoop* io_loop)
+PeriodicCallback::PeriodicCallback(IOLoop::Callback callback, double callback_time, IOLoop* io_loop)
     : state_(std::make_shared<State>(
           State{std::move(callback), callback_time, io_loop ? *io_loop : IOLoop::instance()})) {}
 
-PeriodicCallback::~PeriodicCallback() { state_->running = false; }
+PeriodicCallback::~PeriodicCallback() {
+  state_->running = false;
+}
 
-void PeriodicCallback::start() { schedule_(state_); }
+void PeriodicCallback::start() {
+  schedule_(state_);
+}
 
-void PeriodicCallback::stop() { state_->running = false; }
+void PeriodicCallback::stop() {
+  state_->running = false;
+}
 
 void PeriodicCallback::schedule_(const std::shared_ptr<State>& state) {
   // "now + period", with now read after the previous run finished: the drift of 1.0.

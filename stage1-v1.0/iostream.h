@@ -133,7 +133,6 @@ class IOStream {
   std::string consume_(std::size_t loc);
   void check_closed_() const;
   void add_io_state_(std::uint32_t state);
-  void finish_linger_();
 
   int fd_;
   IOLoop& io_loop_;

@@ -1,6 +1,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -10,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -121,7 +124,78 @@ bool on_path(const std::string& program) {
   return false;
 }
 
+// "pid (comm) state ppid ...": the state letter and the parent of a process, or nullopt when
+// there is no such process. comm may hold spaces and ')', so fields are read after the last ')'.
+struct ProcStat {
+  char state = 0;
+  pid_t ppid = 0;
+};
+std::optional<ProcStat> proc_stat(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  auto paren = stat.rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(paren + 1));
+  ProcStat result;
+  long ppid = 0;
+  if (!(fields >> result.state >> ppid)) return std::nullopt;
+  result.ppid = static_cast<pid_t>(ppid);
+  return result;
+}
+
+bool has_exited(const ProcStat& stat) {
+  return stat.state == 'Z' || stat.state == 'X';
+}
+
+// Every live process on the machine with its parent, one pass over /proc.
+std::vector<std::pair<pid_t, pid_t>> live_processes() {
+  std::vector<std::pair<pid_t, pid_t>> result;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) throw_errno("opendir /proc");
+  while (dirent* entry = ::readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    auto stat = proc_stat(static_cast<pid_t>(pid));
+    if (stat && !has_exited(*stat)) result.emplace_back(static_cast<pid_t>(pid), stat->ppid);
+  }
+  ::closedir(proc);
+  return result;
+}
+
+// How many children the server forks for these arguments: `--processes N` (the last one wins,
+// as in the server's parser), 0 meaning one per CPU; a single process forks none.
+std::size_t prefork_children(const std::vector<std::string>& args) {
+  long processes = 1;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const char* value = nullptr;
+    if (args[i] == "--processes" && i + 1 < args.size()) value = args[i + 1].c_str();
+    if (args[i].rfind("--processes=", 0) == 0) value = args[i].c_str() + 12;
+    if (value) processes = std::strtol(value, nullptr, 10);
+  }
+  if (processes <= 0) processes = ::sysconf(_SC_NPROCESSORS_CONF);
+  return processes > 1 ? static_cast<std::size_t>(processes) : 0;
+}
+
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
 }  // namespace
+
+std::vector<std::string> mode_args() {
+  std::vector<std::string> args;
+  const char* env = std::getenv("TORNADO_SERVER_ARGS");
+  std::istringstream words(env ? env : "");
+  for (std::string word; std::getline(words, word, ' ');) {
+    if (!word.empty()) args.push_back(word);
+  }
+  return args;
+}
+
+std::string mode_name() {
+  const char* env = std::getenv("TORNADO_SERVER_ARGS");
+  return env && *env ? env : "(none)";
+}
 
 // ---------------------------------------------------------------------------------------------
 // ServerProcess
@@ -134,6 +208,8 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_li
   if (err_fd < 0) throw_errno("open " + stderr_path_);
 
   std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0", "--quiet"};
+  auto mode = mode_args();
+  args.insert(args.end(), mode.begin(), mode.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   auto argv = c_argv(args);
 
@@ -154,9 +230,10 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_li
   ::close(out[1]);
   ::close(err_fd);
   stdout_fd_ = out[0];
-  pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));  // -1: fall back to stdout EOF
+  pidfd_ = pidfd_open(pid_);  // -1: fall back to stdout EOF
   try {
     wait_ready_();
+    wait_children_(prefork_children(args));
   } catch (...) {
     release_();  // A constructor that throws gets no destructor: kill the child here.
     throw;
@@ -197,11 +274,68 @@ void ServerProcess::wait_ready_() {
   port_ = port;
 }
 
+void ServerProcess::wait_children_(std::size_t expected) {
+  if (expected == 0) return;
+  // The parent announced the port before forking: the children appear in /proc shortly after.
+  bool forked = poll_until([&] { return children_of(pid_).size() >= expected || exited(); });
+  if (auto ended = exited()) {
+    throw std::runtime_error(TORNADO_STAGE_NAME " prefork server exited before its " +
+                             std::to_string(expected) + " children ran: " + *ended);
+  }
+  if (!forked) {
+    throw std::runtime_error(TORNADO_STAGE_NAME " prefork server did not fork " +
+                             std::to_string(expected) + " children within the hang guard (" +
+                             std::to_string(children_of(pid_).size()) + " seen); stderr:\n" +
+                             stderr_text());
+  }
+  for (pid_t child : children_of(pid_))
+    children_.push_back({child, pidfd_open(child)});
+}
+
+std::vector<pid_t> ServerProcess::children() const {
+  std::vector<pid_t> pids;
+  for (const Child& child : children_)
+    pids.push_back(child.pid);
+  return pids;
+}
+
+std::vector<pid_t> ServerProcess::processes() const {
+  return wait_status_ ? std::vector<pid_t>{} : process_tree(pid_);
+}
+
+bool ServerProcess::child_exits_within(pid_t pid, milliseconds window) const {
+  for (const Child& child : children_) {
+    if (child.pid != pid) continue;
+    if (child.pidfd < 0) return poll_until([&] { return !process_running(pid); }, window);
+    return wait_for(child.pidfd, POLLIN, Clock::now() + window) != 0;
+  }
+  throw std::logic_error("pid " + std::to_string(pid) + " is not a child of the server");
+}
+
+std::optional<std::string> ServerProcess::lost_children() const {
+  std::string lost;
+  for (const Child& child : children_) {
+    if (child_exits_within(child.pid, milliseconds(0))) lost += " " + std::to_string(child.pid);
+  }
+  if (lost.empty()) return std::nullopt;
+  return "child process(es)" + lost + " of " + std::to_string(children_.size()) +
+         " exited; stderr:\n" + stderr_text();
+}
+
 ServerProcess::~ServerProcess() {
   release_();
 }
 
 void ServerProcess::release_() {
+  // Children first: a parent killed first would have them stopped by PR_SET_PDEATHSIG too, but
+  // only eventually. A pidfd targets the very child recorded, even if its pid were reused.
+  for (const Child& child : children_) {
+    if (child.pidfd >= 0 && !child_exits_within(child.pid, milliseconds(0))) {
+      ::syscall(SYS_pidfd_send_signal, child.pidfd, SIGKILL, nullptr, 0);
+    }
+    if (child.pidfd >= 0) ::close(child.pidfd);
+  }
+  children_.clear();
   if (pid_ > 0 && !wait_status_) {
     ::kill(pid_, SIGKILL);
     reap_(true);
@@ -500,6 +634,15 @@ Response get(int port, std::string_view target) {
   return round_trip(port, request("GET", target));
 }
 
+bool is_serving_pid(const ServerProcess& server, const std::string& body) {
+  auto serving = server.children();
+  if (serving.empty()) serving.push_back(server.pid());
+  for (pid_t pid : serving) {
+    if (body == std::to_string(pid)) return true;
+  }
+  return false;
+}
+
 std::string alphabet_bytes(std::size_t n) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i)
@@ -530,6 +673,71 @@ milliseconds cpu_time(pid_t pid) {
     if (i == 15) stime = std::stoll(field);
   }
   return milliseconds((utime + stime) * 1000 / ::sysconf(_SC_CLK_TCK));
+}
+
+long tree_memory_bytes(pid_t root, std::string_view field) {
+  long total = 0;
+  for (pid_t pid : process_tree(root))
+    total += memory_bytes(pid, field);
+  return total;
+}
+
+milliseconds tree_cpu_time(pid_t root) {
+  milliseconds total{0};
+  for (pid_t pid : process_tree(root))
+    total += cpu_time(pid);
+  return total;
+}
+
+long nofile_limit_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
+  const std::string prefix = "Max open files";
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::istringstream fields(line.substr(prefix.size()));
+    std::string soft;
+    fields >> soft;
+    return soft == "unlimited" ? -1 : std::stol(soft);
+  }
+  throw std::runtime_error("no \"" + prefix + "\" in /proc/" + std::to_string(pid) + "/limits");
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  for (auto [pid, ppid] : live_processes()) {
+    if (ppid == parent) children.push_back(pid);
+  }
+  std::sort(children.begin(), children.end());
+  return children;
+}
+
+std::vector<pid_t> process_tree(pid_t root) {
+  if (!process_running(root)) return {};
+  std::multimap<pid_t, pid_t> by_parent;
+  for (auto [pid, ppid] : live_processes())
+    by_parent.emplace(ppid, pid);
+  std::vector<pid_t> tree = {root};
+  for (std::size_t i = 0; i < tree.size(); ++i) {
+    auto [first, last] = by_parent.equal_range(tree[i]);
+    for (auto it = first; it != last; ++it)
+      tree.push_back(it->second);
+  }
+  return tree;
+}
+
+bool process_running(pid_t pid) {
+  auto stat = proc_stat(pid);
+  return stat && !has_exited(*stat);
+}
+
+bool poll_until(const std::function<bool()>& condition, milliseconds guard) {
+  auto deadline = Clock::now() + guard;
+  for (;;) {
+    if (condition()) return true;
+    if (Clock::now() >= deadline) return condition();
+    timespec pause{0, 2 * 1000 * 1000};
+    ::nanosleep(&pause, nullptr);
+  }
 }
 
 long raise_nofile_limit() {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,19 +31,44 @@ inline constexpr milliseconds kHangGuard{10000};
 /// Hang guard for exchanges that move many megabytes through a stage with quadratic buffers.
 inline constexpr milliseconds kBulkHangGuard{40000};
 
-/// The server binary under test, started with `--port 0 --quiet` and extra arguments.
+/// The server arguments of the suite's current mode: the environment variable
+/// TORNADO_SERVER_ARGS split on spaces, empty when it is unset. tests/CMakeLists.txt registers
+/// the black-box cases once per mode with it set, e.g. "--processes 2" (stage1: prefork) or
+/// "--ioloop poll" (stage3), so that the whole contract is checked in every mode.
+std::vector<std::string> mode_args();
+/// TORNADO_SERVER_ARGS as given, or "(none)": for messages.
+std::string mode_name();
+
+/// The server binary under test, started with `--port 0 --quiet`, the mode's arguments
+/// (mode_args()) and then the test's own arguments, which therefore win over the mode's.
+///
+/// A prefork server (`--processes N`, N != 1) is one parent and its children. The parent prints
+/// the readiness line before it forks, so the constructor then also waits until the children
+/// exist, records them (children()), and holds a pidfd for each one: a child that dies is seen
+/// by lost_children() and CHECK_SERVER_ALIVE, and a pid reused later is never mistaken for it.
 class ServerProcess {
  public:
-  /// Starts the server and waits for `listening on http://127.0.0.1:PORT` on its stdout.
-  /// `nofile_limit` > 0 lowers RLIMIT_NOFILE (soft and hard) in the child before exec.
+  /// Starts the server and waits for `listening on http://127.0.0.1:PORT` on its stdout (and,
+  /// prefork, for its children). `nofile_limit` > 0 lowers RLIMIT_NOFILE (soft and hard) in
+  /// the server before exec; its children inherit it.
   /// Throws std::runtime_error (with the server's stderr) if it exits or never gets ready.
   explicit ServerProcess(std::vector<std::string> extra_args = {}, long nofile_limit = 0);
+  /// Kills the server's children and the server (SIGKILL) if they still run.
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  /// The process the test started: the server, or a prefork server's parent.
   pid_t pid() const { return pid_; }
+  /// The children a prefork server forked, as recorded at start (empty without prefork).
+  std::vector<pid_t> children() const;
+  /// The server's processes now: pid() and its live descendants (process_tree()).
+  std::vector<pid_t> processes() const;
+  /// Nullopt while every recorded child runs; else which ones have exited.
+  std::optional<std::string> lost_children() const;
+  /// True once recorded child `pid` has exited, waiting up to `window` for it (0: just look).
+  bool child_exits_within(pid_t pid, milliseconds window) const;
 
   /// Sends `signal` and waits (hang guard) for the process to exit; returns its wait status.
   int stop(int signal);
@@ -55,8 +81,14 @@ class ServerProcess {
 
  private:
   void wait_ready_();
+  void wait_children_(std::size_t expected);
   void release_();
   void reap_(bool block);
+
+  struct Child {
+    pid_t pid;
+    int pidfd;  // Turns readable when the child exits.
+  };
 
   pid_t pid_ = -1;
   int port_ = 0;
@@ -64,6 +96,7 @@ class ServerProcess {
   int pidfd_ = -1;
   std::string stderr_path_;
   std::optional<int> wait_status_;
+  std::vector<Child> children_;
 };
 
 /// A parsed HTTP response.
@@ -142,6 +175,10 @@ Response round_trip(int port, std::string_view raw, bool head = false,
 /// GET `target` on a fresh connection.
 Response get(int port, std::string_view target);
 
+/// True if `body`, a /pid answer, names a process that serves for `server`: the server itself,
+/// or for a prefork server one of its children (its parent only waits and never serves).
+bool is_serving_pid(const ServerProcess& server, const std::string& body);
+
 /// The course app's /bytes/N content: byte i is 'a' + i % 26.
 std::string alphabet_bytes(std::size_t n);
 
@@ -150,6 +187,23 @@ std::string alphabet_bytes(std::size_t n);
 long memory_bytes(pid_t pid, std::string_view field);
 /// User plus system CPU time of a process (/proc/PID/stat).
 milliseconds cpu_time(pid_t pid);
+/// memory_bytes() summed over process_tree(root): a prefork server's whole footprint.
+long tree_memory_bytes(pid_t root, std::string_view field);
+/// cpu_time() summed over process_tree(root).
+milliseconds tree_cpu_time(pid_t root);
+/// The soft RLIMIT_NOFILE of a process (/proc/PID/limits); -1 for unlimited.
+long nofile_limit_of(pid_t pid);
+
+/// The live children of `parent` (zombies excluded), from /proc.
+std::vector<pid_t> children_of(pid_t parent);
+/// `root` and all its live descendants, root first; empty when `root` is not running.
+std::vector<pid_t> process_tree(pid_t root);
+/// True while `pid` names a process that has not exited (a zombie has exited).
+bool process_running(pid_t pid);
+/// Checks `condition` until it holds or `guard` passes; returns its last value. Only for state
+/// that no descriptor can signal, such as a new process in /proc: the short pause between
+/// checks is not a synchronisation, and the deadline is a hang guard.
+bool poll_until(const std::function<bool()>& condition, milliseconds guard = kHangGuard);
 
 /// Raises this process's RLIMIT_NOFILE soft limit to its hard limit; returns the new limit.
 long raise_nofile_limit();
@@ -185,13 +239,16 @@ struct StringMaker<std::optional<std::string>> {
 };
 }  // namespace doctest
 
-/// The liveness check that ends every bad-input and fault test: the process is still running
-/// and a new connection gets 200 "Hello, world" for GET /.
-#define CHECK_SERVER_ALIVE(server)                                                \
-  do {                                                                            \
-    auto ended_ = (server).exited();                                              \
-    REQUIRE_MESSAGE(!ended_.has_value(), "server died: " << ended_.value_or("")); \
-    auto alive_ = ::blackbox::get((server).port(), "/");                          \
-    CHECK_EQ(alive_.status, 200);                                                 \
-    CHECK_EQ(alive_.body, "Hello, world");                                        \
+/// The liveness check that ends every bad-input and fault test: the process is still running,
+/// so is every child of a prefork server, and a new connection gets 200 "Hello, world" for
+/// GET /.
+#define CHECK_SERVER_ALIVE(server)                                                    \
+  do {                                                                                \
+    auto ended_ = (server).exited();                                                  \
+    REQUIRE_MESSAGE(!ended_.has_value(), "server died: " << ended_.value_or(""));     \
+    auto lost_ = (server).lost_children();                                            \
+    REQUIRE_MESSAGE(!lost_.has_value(), "server child died: " << lost_.value_or("")); \
+    auto alive_ = ::blackbox::get((server).port(), "/");                              \
+    CHECK_EQ(alive_.status, 200);                                                     \
+    CHECK_EQ(alive_.body, "Hello, world");                                            \
   } while (false)

@@ -291,6 +291,26 @@ TEST_CASE("IOLoop: stop before start") {
   if (!guard_fired) loop->remove_timeout(guard);
 }
 
+#if TORNADO_STAGE >= 1
+TEST_CASE("IOLoop: a stop before start is used up by that start") {
+  // The start() that returns at once clears the remembered stop: the next start() runs.
+  auto loop = unit::make_loop();
+  bool guard_fired = false;
+  auto guard = loop->add_timeout(unit::loop_time(*loop) + 5.0, [&] {
+    guard_fired = true;
+    loop->stop();
+  });
+  loop->stop();
+  loop->start();
+  REQUIRE_FALSE(guard_fired);
+  bool ran = false;
+  loop->add_callback([&] { ran = true; });
+  CHECK(run_until(*loop, [&] { return ran; }));
+  CHECK_FALSE(guard_fired);
+  if (!guard_fired) loop->remove_timeout(guard);
+}
+#endif
+
 TEST_CASE("IOLoop: timeouts run in deadline order then insertion order") {
   auto loop = unit::make_loop();
   std::vector<std::string> order;

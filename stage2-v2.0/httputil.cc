@@ -1,0 +1,177 @@
+#include "httputil.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "log.h"
+
+namespace tornado {
+
+std::string HTTPHeaders::get(const std::string& name, const std::string& default_value) const {
+  auto it = headers_.find(normalize_name(name));
+  return it == headers_.end() ? default_value : it->second;
+}
+
+bool HTTPHeaders::contains(const std::string& name) const {
+  return headers_.count(normalize_name(name)) > 0;
+}
+
+void HTTPHeaders::set(const std::string& name, const std::string& value) {
+  std::string normalized = normalize_name(name);
+  headers_[normalized] = value;
+  as_list_[normalized] = {value};
+}
+
+void HTTPHeaders::add(const std::string& name, const std::string& value) {
+  std::string normalized = normalize_name(name);
+  auto [it, inserted] = headers_.emplace(normalized, value);
+  if (!inserted) it->second += "," + value;
+  as_list_[normalized].push_back(value);
+}
+
+std::vector<std::string> HTTPHeaders::get_list(const std::string& name) const {
+  auto it = as_list_.find(normalize_name(name));
+  return it == as_list_.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::vector<std::pair<std::string, std::string>> HTTPHeaders::get_all() const {
+  std::vector<std::pair<std::string, std::string>> all;
+  for (const auto& [name, values] : as_list_) {
+    for (const std::string& value : values)
+      all.emplace_back(name, value);
+  }
+  return all;
+}
+
+void HTTPHeaders::parse_line(const std::string& line) {
+  if (line[0] == ' ' || line[0] == '\t') {
+    throw std::invalid_argument("obsolete line folding in header: " + line.substr(0, 40));
+  }
+  // 1.0 split on the first ':' and stripped the value (2009 required exactly ": ").
+  std::size_t colon = line.find(':');
+  if (colon == std::string::npos) throw std::invalid_argument("no colon in header line");
+  std::string name = line.substr(0, colon);
+  if (!is_token(name)) throw std::invalid_argument("invalid header name");
+  std::string value = strip(line.substr(colon + 1));
+  for (unsigned char c : value) {
+    if ((c < 32 && c != '\t') || c == 127) throw std::invalid_argument("control character");
+  }
+  add(name, value);
+}
+
+HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
+  HTTPHeaders headers;
+  for (std::string line : split(headers_string, "\n")) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) headers.parse_line(line);
+  }
+  return headers;
+}
+
+std::string HTTPHeaders::normalize_name(const std::string& name) {
+  std::string normalized = name;
+  bool word_start = true;
+  for (char& c : normalized) {
+    if (word_start && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (!word_start && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    word_start = c == '-';
+  }
+  return normalized;
+}
+
+void parse_multipart_form_data(std::string boundary, const std::string& data,
+                               std::map<std::string, std::vector<std::string>>& arguments,
+                               std::map<std::string, std::vector<HTTPFile>>& files) {
+  // A quoted boundary is allowed by the standard, if rare.
+  if (boundary.size() >= 2 && boundary.front() == '"' && boundary.back() == '"') {
+    boundary = boundary.substr(1, boundary.size() - 2);
+  }
+  // The body ends with "--boundary--" and, usually, a CRLF: cut that footer off, then split
+  // on the delimiter line. Each slice below is bounds-checked where Python's slicing simply
+  // returned less.
+  std::size_t footer_length = boundary.size() + (ends_with(data, "\r\n") ? 6 : 4);
+  if (data.size() < footer_length) return;
+  std::vector<std::string> parts =
+      split(data.substr(0, data.size() - footer_length), "--" + boundary + "\r\n");
+  for (const std::string& part : parts) {
+    if (part.empty()) continue;
+    std::size_t eoh = part.find("\r\n\r\n");
+    if (eoh == std::string::npos) {
+      LOG_WARNING("multipart/form-data missing headers");
+      continue;
+    }
+    HTTPHeaders headers;
+    try {
+      headers = HTTPHeaders::parse(part.substr(0, eoh));
+    } catch (const std::invalid_argument&) {
+      LOG_WARNING("Invalid multipart/form-data");
+      continue;
+    }
+    std::string name_header = headers.get("Content-Disposition");
+    if (!starts_with(name_header, "form-data;") || !ends_with(part, "\r\n")) {
+      LOG_WARNING("Invalid multipart/form-data");
+      continue;
+    }
+    std::size_t value_start = eoh + 4;
+    std::size_t value_end = part.size() - 2;
+    std::string value =
+        value_start < value_end ? part.substr(value_start, value_end - value_start) : "";
+    std::map<std::string, std::string> name_values;
+    for (const std::string& name_part : split(name_header.substr(10), ";")) {
+      std::string item = strip(name_part);
+      std::size_t eq = item.find('=');
+      if (eq == std::string::npos) continue;  // Python raised here, failing the request.
+      name_values[item.substr(0, eq)] = strip(item.substr(eq + 1), "\"");
+    }
+    std::string name = name_values["name"];
+    if (name.empty()) {
+      LOG_WARNING("multipart/form-data value missing name");
+      continue;
+    }
+    if (!name_values["filename"].empty()) {
+      files[name].push_back(HTTPFile{name_values["filename"],
+                                     headers.get("Content-Type", "application/unknown"), value});
+    } else {
+      arguments[name].push_back(value);
+    }
+  }
+}
+
+std::string strip(const std::string& s, const char* chars) {
+  std::size_t begin = s.find_first_not_of(chars);
+  if (begin == std::string::npos) return "";
+  std::size_t end = s.find_last_not_of(chars);
+  return s.substr(begin, end - begin + 1);
+}
+
+std::vector<std::string> split(const std::string& s, const std::string& separator) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t at = s.find(separator, start);
+    if (at == std::string::npos) break;
+    parts.push_back(s.substr(start, at - start));
+    start = at + separator.size();
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_token(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c >= 127 || std::strchr("\"(),/:;<=>?@[\\]{}", c)) return false;
+  }
+  return true;
+}
+
+}  // namespace tornado

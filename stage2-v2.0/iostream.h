@@ -1,0 +1,206 @@
+// Tornado 2.0 (2011): buffered, non-blocking reads and writes on one socket.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <sys/socket.h>
+
+#include "ioloop.h"
+
+namespace tornado {
+
+/// Thrown by IOStream operations on a closed stream (Python's `IOError("Stream is closed")`).
+struct StreamClosedError : std::runtime_error {
+  StreamClosedError() : std::runtime_error("Stream is closed") {}
+};
+
+/// Replaces the first entries of `deque` with one string of min(size, total) bytes.
+///
+/// Whole chunks are popped and joined; a chunk longer than what is still needed is split, its
+/// tail copied into a new chunk (Python's slice copied it, and so does this) and put back in
+/// front. Afterwards the deque always has a first entry, possibly empty. The doctests of 2.0,
+/// one after another on the same deque:
+///
+/// \verbatim
+///   ['abc', 'de', 'fghi', 'j']  merge_prefix(d, 5)   -> ['abcde', 'fghi', 'j']
+///                               merge_prefix(d, 7)   -> ['abcdefg', 'hi', 'j']
+///                               merge_prefix(d, 3)   -> ['abc', 'defg', 'hi', 'j']
+///                               merge_prefix(d, 100) -> ['abcdefghij']
+/// \endverbatim
+/// \tornado{v2.0.0,tornado/iostream.py,_merge_prefix}
+void merge_prefix(std::deque<std::string>& deque, std::size_t size);
+
+/// Reads and writes a non-blocking socket through two deques of chunks and callbacks.
+///
+/// Three operations: read_until() a delimiter, read_bytes() a count, and write(); plus
+/// connect() for client streams. Since 2.0 each buffer is a deque of strings, one entry per
+/// recv() or per write(), with a running byte count for the read side:
+///
+/// \verbatim
+///   read_buffer_   [ "GET / HT" | "TP/1.1\r\nHo" | "st: a\r\n\r\n" | ... ]  read_buffer_size_
+///                    appending a chunk is O(1); consume_(n) = merge_prefix(n) + pop_front
+///   write_buffer_  [ head <= 128 KiB | "..." | "..." ]
+///                    before each send(), merge_prefix(128 KiB) fills or trims the head;
+///                    after it, merge_prefix(sent) splits off what left, then pop_front
+/// \endverbatim
+///
+/// A body arriving in 4 KiB chunks is now joined once, when it is consumed: O(n) instead of
+/// stages 0-1's O(n^2). Two costs remain and are kept on purpose:
+/// - read_until() merges the *whole* buffer into one string before every search, so a header
+///   block that arrives slowly is still O(n^2) (3.0 merges gradually, doubling: stage3);
+/// - 128 KiB is only a cap at send time: a single large write() is one chunk, and splitting
+///   off its head copies the entire remainder each time, so sending it is O(n^2 / 128 KiB)
+///   (2.3 split large writes into 128 KiB chunks inside write(): stage3).
+///
+/// Invariants of the registration with the IOLoop (the 2009 state machine):
+/// - the fd is registered from construction, for ERROR only;
+/// - READ is watched exactly while a read_until() or read_bytes() is pending, so nothing is
+///   read ahead: a connection whose request is being processed is not read, which is the
+///   stream's only back-pressure;
+/// - WRITE is watched exactly while the write buffer is non-empty. Data leaves only on the
+///   next WRITE event, never inside write();
+/// - bits are added at once by add_io_state_() and removed only by the recomputation at the
+///   end of handle_events_().
+///
+/// Since 2.0 reads are eager: read_until() and read_bytes() first drain the socket (4 KiB per
+/// recv(), until EAGAIN or until the read is satisfied), and handle_read_() does the same.
+/// And no user callback runs inside a stream call any more: read, write, connect and close
+/// callbacks are all queued with IOLoop::add_callback() and run on the next iteration (the
+/// one exception, as in 2.0: read_bytes(0) answers at once). A callback that throws closes
+/// the stream before the exception reaches the IOLoop. A queued callback whose stream has
+/// been destroyed meanwhile is dropped (C++ bookkeeping; Python's closures kept the stream
+/// alive). Ownership: the stream owns its fd from construction
+/// and closes it in close() or in the destructor. Never destroy a stream from inside one of
+/// its own callbacks; close() it and let the owner release it later. Loop thread only.
+///
+/// \tornado{v2.0.0,tornado/iostream.py,IOStream}
+class IOStream {
+ public:
+  /// Receives the bytes a read produced.
+  using ReadCallback = std::function<void(std::string data)>;
+  /// Called when all buffered data has been written, or when the stream closes.
+  using Callback = std::function<void()>;
+
+  /// Takes ownership of connected socket `fd`, makes it non-blocking and registers it with
+  /// `io_loop` (IOLoop::instance() when null) for ERROR. If registration fails, closes `fd`
+  /// and rethrows. `max_buffer_size`: the read buffer reaching this size closes the stream.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.__init__}
+  explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
+                    std::size_t read_chunk_size = 4096);
+  /// Closes the socket if still open, without running the close callback.
+  ~IOStream();
+  IOStream(const IOStream&) = delete;
+  IOStream& operator=(const IOStream&) = delete;
+
+  /// Connects the (not yet connected) socket to `address` without blocking; `callback` is
+  /// queued on the first WRITE event. Writes may be queued before the connection completes.
+  ///
+  /// As in 2.0, SO_ERROR is not checked: a refused connection shows up as a read or write
+  /// error that closes the stream (and so runs the close callback), and depending on the
+  /// order in which the events arrive the connect callback may run first (3.0 checks it).
+  /// Throws std::system_error if connect() fails at once.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.connect}
+  void connect(const sockaddr* address, socklen_t address_len, Callback callback = nullptr);
+
+  /// Calls `callback` with everything up to and including `delimiter`.
+  ///
+  /// Only one read may be pending. Reads the socket at once until the delimiter is buffered
+  /// or the socket is drained; the callback is queued either way. Throws StreamClosedError
+  /// on a closed stream.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.read_until}
+  void read_until(const std::string& delimiter, ReadCallback callback);
+  /// read_until() that gives up once `max_bytes` are buffered without the delimiter.
+  ///
+  /// Course extension, after Tornado 4.0's `max_bytes`: the HTTP server needs it to answer an
+  /// oversized header block with 431. Instead of closing the stream as 4.0 did, it clears the
+  /// pending read and calls `on_too_long`, which decides what to send before closing.
+  void read_until(const std::string& delimiter, ReadCallback callback, std::size_t max_bytes,
+                  Callback on_too_long);
+  /// Calls `callback` with exactly the next `num_bytes` bytes.
+  ///
+  /// Only one read may be pending. Reads the socket at once like read_until(); the callback
+  /// is queued, except for `num_bytes` 0, which calls it at once with "" (as 2.0 did).
+  /// Throws StreamClosedError on a closed stream.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.read_bytes}
+  void read_bytes(std::size_t num_bytes, ReadCallback callback);
+  /// Appends `data` to the write buffer as one chunk and watches WRITE; nothing is sent
+  /// before the next WRITE event. `callback` (if any) runs once the buffer is empty and replaces
+  /// any callback a previous write() left. Throws StreamClosedError on a closed stream.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.write}
+  void write(const std::string& data, Callback callback = nullptr);
+  /// Calls `callback` when the stream closes, from whichever path closes it.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.set_close_callback}
+  void set_close_callback(Callback callback);
+  /// Unregisters and closes the socket, then queues the close callback. Safe to call twice.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.close}
+  void close();
+  /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
+  /// or until the peer closes, then close()s.
+  ///
+  /// Course extension for the contract's error responses: closing a socket with unread input
+  /// makes the kernel send a reset, which can destroy the answer before the client reads it.
+  /// Tornado never answered bad requests, so it had no need for this.
+  void close_gracefully(double linger = 1.0);
+
+  /// True while a read_until() or read_bytes() is pending.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.reading}
+  bool reading() const { return static_cast<bool>(read_callback_); }
+  /// True while the write buffer holds unsent data.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.writing}
+  bool writing() const { return !write_buffer_.empty(); }
+  /// True once close() has run.
+  /// \tornado{v2.0.0,tornado/iostream.py,IOStream.closed}
+  bool closed() const { return fd_ < 0; }
+  /// The socket, or -1 once closed (Python exposed `stream.socket`).
+  int fd() const { return fd_; }
+  /// The read buffer's size limit given to the constructor.
+  std::size_t max_buffer_size() const { return max_buffer_size_; }
+  /// The loop the stream is registered with (Python's public `stream.io_loop`).
+  IOLoop& io_loop() const { return io_loop_; }
+
+ private:
+  void handle_events_(int fd, std::uint32_t events);
+  void read_eagerly_();
+  void handle_read_();
+  std::size_t read_from_socket_(std::string& chunk);
+  std::size_t read_to_buffer_();
+  bool read_from_buffer_();
+  void handle_connect_();
+  void handle_write_();
+  void run_callback_(std::function<void()> callback);
+  std::string consume_(std::size_t loc);
+  void check_closed_() const;
+  void add_io_state_(std::uint32_t state);
+
+  int fd_;
+  IOLoop& io_loop_;
+  std::size_t max_buffer_size_;
+  std::size_t read_chunk_size_;
+  std::deque<std::string> read_buffer_;
+  std::deque<std::string> write_buffer_;
+  std::size_t read_buffer_size_ = 0;
+  bool write_buffer_frozen_ = false;
+  std::optional<std::string> read_delimiter_;
+  std::optional<std::size_t> read_bytes_;
+  std::size_t read_max_bytes_ = 0;  // 0: no limit (course extension, see read_until()).
+  ReadCallback read_callback_;
+  Callback read_too_long_callback_;
+  Callback write_callback_;
+  Callback close_callback_;
+  Callback connect_callback_;
+  bool connecting_ = false;
+  std::uint32_t state_;
+  bool lingering_ = false;  // close_gracefully(): input is discarded until EOF or timeout.
+  IOLoop::TimeoutHandle linger_timeout_;
+  // Expires with the stream; queued callbacks check it before touching the stream.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
+};
+
+}  // namespace tornado

@@ -1,0 +1,139 @@
+// Prefork (stage1+): `--processes N` forks N children that all accept from the one listening
+// socket; the parent only waits. Each case passes its own --processes, which wins over the
+// suite's mode arguments, so it means the same thing in every mode.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+
+#if TORNADO_HAS_PREFORK
+
+using namespace blackbox;
+
+namespace {
+
+bool contains(const std::vector<pid_t>& pids, pid_t pid) {
+  return std::find(pids.begin(), pids.end(), pid) != pids.end();
+}
+
+// Sends `sig` to the parent and checks the whole tree ends cleanly: exit status 0, and every
+// child gone by the time the parent has exited (it stops and reaps them first).
+void check_stops_cleanly(ServerProcess& server, int sig) {
+  const auto children = server.children();
+  int status = server.stop(sig);
+  CHECK_MESSAGE(WIFEXITED(status), "parent did not exit normally, wait status " << status);
+  CHECK_EQ(WEXITSTATUS(status), 0);
+  for (pid_t child : children) {
+    CAPTURE(child);
+    CHECK_MESSAGE(server.child_exits_within(child, milliseconds(0)),
+                  "child still running after its parent exited");
+    CHECK_FALSE(process_running(child));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("prefork: both children serve, and SIGTERM or SIGINT stops the whole tree") {
+  for (int sig : {SIGTERM, SIGINT}) {
+    CAPTURE(sig);
+    ServerProcess server({"--processes", "2"});
+    const auto children = server.children();
+    REQUIRE_EQ(children.size(), 2u);
+    CHECK_FALSE(contains(children, server.pid()));
+
+    // Both children accept from one socket, so which one answers a new connection is up to
+    // the scheduler: keep connecting until both have answered (a hang guard in connections).
+    std::set<std::string> seen;
+    int connections = 0;
+    while (seen.size() < 2 && connections < 400) {
+      ++connections;
+      auto r = get(server.port(), "/pid");
+      REQUIRE_EQ(r.status, 200);
+      REQUIRE_MESSAGE(is_serving_pid(server, r.body), "/pid answered \"" << r.body << "\"");
+      seen.insert(r.body);
+    }
+    MESSAGE("both children answered within " << connections << " connections");
+    CHECK_EQ(seen.size(), 2u);
+    CHECK_SERVER_ALIVE(server);
+    check_stops_cleanly(server, sig);
+  }
+}
+
+TEST_CASE("prefork: a child killed with SIGKILL is not replaced and the survivor serves") {
+  // Tornado 1.0 (HTTPServer::start and main.cc of stage1): the parent blocks in waitpid()
+  // until the first child exits, then returns from start() and idles in an empty IOLoop. The
+  // dead child is not replaced; the surviving child keeps accepting from the shared socket. A
+  // signal still stops the parent and, through the course's Supervisor, the survivor.
+  ServerProcess server({"--processes", "2"});
+  const auto children = server.children();
+  REQUIRE_EQ(children.size(), 2u);
+  const pid_t victim = children[0];
+  const pid_t survivor = children[1];
+  REQUIRE_EQ(::kill(victim, SIGKILL), 0);
+  REQUIRE(server.child_exits_within(victim, kHangGuard));
+  // Reaped by the parent's waitpid(), and nothing forked in its place.
+  REQUIRE(poll_until([&] { return !process_running(victim); }));
+  CHECK_EQ(children_of(server.pid()), std::vector<pid_t>{survivor});
+
+  for (int i = 0; i < 20; ++i) {
+    CAPTURE(i);
+    auto r = get(server.port(), "/pid");
+    CHECK_EQ(r.status, 200);
+    CHECK_EQ(r.body, std::to_string(survivor));
+  }
+  // Liveness, with the victim deliberately gone: the parent still runs, the survivor serves.
+  auto ended = server.exited();
+  REQUIRE_MESSAGE(!ended.has_value(), "parent died: " << ended.value_or(""));
+  CHECK_FALSE(server.child_exits_within(survivor, milliseconds(0)));
+  auto alive = get(server.port(), "/");
+  CHECK_EQ(alive.status, 200);
+  CHECK_EQ(alive.body, "Hello, world");
+  CHECK_EQ(children_of(server.pid()), std::vector<pid_t>{survivor});
+
+  int status = server.stop(SIGTERM);
+  CHECK_MESSAGE(WIFEXITED(status), "parent did not exit normally, wait status " << status);
+  CHECK_EQ(WEXITSTATUS(status), 0);
+  CHECK_MESSAGE(server.child_exits_within(survivor, milliseconds(0)),
+                "the survivor was orphaned: still running after its parent exited");
+}
+
+TEST_CASE("prefork: children exit on their own when the parent is killed with SIGKILL") {
+  // SIGKILL cannot be handled: the parent gets no chance to stop its children. The Supervisor
+  // set PR_SET_PDEATHSIG in each child, so the kernel sends them SIGTERM when it dies.
+  ServerProcess server({"--processes", "2"});
+  const auto children = server.children();
+  REQUIRE_EQ(children.size(), 2u);
+  CHECK_EQ(get(server.port(), "/").status, 200);
+  int status = server.stop(SIGKILL);
+  CHECK(WIFSIGNALED(status));
+  for (pid_t child : children) {
+    CAPTURE(child);
+    CHECK_MESSAGE(server.child_exits_within(child, kHangGuard),
+                  "child orphaned: still running after its parent was killed");
+  }
+}
+
+TEST_CASE("prefork: --processes 0 forks one child per CPU") {
+  const long cpus = ::sysconf(_SC_NPROCESSORS_CONF);
+  REQUIRE_GE(cpus, 1);
+  ServerProcess server({"--processes", "0"});
+  // One CPU means one process: 1.0's start() forks only for more than one.
+  const std::size_t expected = cpus > 1 ? static_cast<std::size_t>(cpus) : 0;
+  MESSAGE(cpus << " CPU(s) configured");
+  CHECK_EQ(children_of(server.pid()).size(), expected);
+  CHECK_EQ(server.children().size(), expected);
+  auto r = get(server.port(), "/pid");
+  CHECK_EQ(r.status, 200);
+  CHECK_MESSAGE(is_serving_pid(server, r.body), "/pid answered \"" << r.body << "\"");
+  CHECK_SERVER_ALIVE(server);
+  check_stops_cleanly(server, SIGTERM);
+}
+
+#endif  // TORNADO_HAS_PREFORK
