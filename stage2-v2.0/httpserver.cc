@@ -148,8 +148,10 @@ HTTPServer::~HTTPServer() {
   for (auto& weak : connections_) {
     if (auto connection = weak.lock()) {
       connection->stream().close();
-      // Since 2.0 the close callback that would release the connection is only queued, and
-      // the loop may never run again: let go here.
+      // Since 2.0 the close callback that would release the connection (and its request,
+      // which refers back to it) is only queued, and the loop may never run again: let go
+      // here.
+      connection->request_.reset();
       connection->self_.reset();
     }
   }

@@ -189,7 +189,7 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   std::shared_ptr<HTTPRequest> request_;
   bool request_finished_ = false;
   std::shared_ptr<HTTPConnection> self_;  // Released after the stream closes.
-  friend class HTTPServer;                // Releases self_ when the server is destroyed.
+  friend class HTTPServer;  // Releases request_ and self_ when the server is destroyed.
 };
 
 /// A single HTTP request, handed to the request callback.

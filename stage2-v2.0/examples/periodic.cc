@@ -22,12 +22,12 @@ int main(int argc, char** argv) {
   }
 
   tornado::IOLoop& io_loop = tornado::IOLoop::instance();
-  double start = tornado::IOLoop::time();
+  double start = io_loop.time();
   long runs = 0;
   tornado::PeriodicCallback ticker(
       [&] {
         ++runs;
-        double at = tornado::IOLoop::time() - start;
+        double at = io_loop.time() - start;
         std::printf("run %ld at %8.3f s (grid: %8.3f s, drift %+.3f s)\n", runs, at,
                     runs * period_ms / 1000.0, at - runs * period_ms / 1000.0);
         std::fflush(stdout);

@@ -5,6 +5,7 @@
 // (a loop created through a factory, renamed pollers, another clock) edits only this file.
 #pragma once
 
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,9 +15,25 @@
 #include "ioloop.h"
 #include "iostream.h"
 #include "stage_features.h"
+#if TORNADO_HAS_CONFIGURABLE
+#include "platform/select.h"
+#endif
 
 namespace unit {
 
+#if TORNADO_HAS_CONFIGURABLE
+/// A private loop of the configured implementation. The suite runs once per backend: the
+/// environment variable TORNADO_IOLOOP (epoll, poll or select) picks it.
+inline std::unique_ptr<tornado::IOLoop> make_loop() {
+  if (const char* name = std::getenv("TORNADO_IOLOOP")) tornado::IOLoop::configure(name);
+  return tornado::IOLoop::create();
+}
+
+/// A private loop over the select() backend.
+inline std::unique_ptr<tornado::IOLoop> make_select_loop() {
+  return std::make_unique<tornado::SelectIOLoop>();
+}
+#else
 /// A private loop over the platform's default poller (epoll on Linux).
 inline std::unique_ptr<tornado::IOLoop> make_loop() {
   return std::make_unique<tornado::IOLoop>();
@@ -26,6 +43,7 @@ inline std::unique_ptr<tornado::IOLoop> make_loop() {
 inline std::unique_ptr<tornado::IOLoop> make_select_loop() {
   return std::make_unique<tornado::IOLoop>(std::make_unique<tornado::Select>());
 }
+#endif
 
 /// The process-wide loop.
 inline tornado::IOLoop& global_loop() {
@@ -33,8 +51,8 @@ inline tornado::IOLoop& global_loop() {
 }
 
 /// The clock the loop measures deadlines on, in seconds.
-inline double loop_time(tornado::IOLoop& /*loop*/) {
-  return tornado::IOLoop::time();
+inline double loop_time(tornado::IOLoop& loop) {
+  return loop.time();
 }
 
 /// What add_timeout() returns.

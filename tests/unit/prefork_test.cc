@@ -65,7 +65,7 @@ int run_in_child(const std::function<int()>& body, int guard_ms = 10000) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-std::string read_file(const std::string& path) {
+[[maybe_unused]] std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::ostringstream out;
   out << in.rdbuf();

@@ -1,0 +1,295 @@
+#include "httputil.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "log.h"
+
+namespace tornado {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// urllib.unquote_plus: '+' is a space and %XX a byte; a malformed escape stays as it is.
+std::string unquote_plus(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// cgi.parse_header as 3.0 copied it (_parse_header): "form-data; name=\"a;b\"" gives
+// "form-data" and {name: "a;b"}. Parameter names are lower-cased; a quoted value loses its
+// quotes and its backslash escapes.
+std::string parse_header(const std::string& line, std::map<std::string, std::string>& params) {
+  std::vector<std::string> parts;
+  std::size_t begin = 0;
+  while (begin <= line.size()) {
+    // The next ';' outside double quotes ends the part (_parseparam).
+    std::size_t end = line.find(';', begin);
+    auto quotes_before = [&](std::size_t at) {
+      std::size_t quotes = 0;
+      for (std::size_t i = begin; i < at; ++i) {
+        if (line[i] == '"' && !(i > begin && line[i - 1] == '\\')) ++quotes;
+      }
+      return quotes;
+    };
+    while (end != std::string::npos && end > begin && quotes_before(end) % 2 == 1)
+      end = line.find(';', end + 1);
+    if (end == std::string::npos) end = line.size();
+    parts.push_back(strip(line.substr(begin, end - begin)));
+    begin = end + 1;
+  }
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    std::size_t eq = parts[i].find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = strip(parts[i].substr(0, eq));
+    for (char& c : name)
+      c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    std::string value = strip(parts[i].substr(eq + 1));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+      std::string quoted = value.substr(1, value.size() - 2);
+      value.clear();
+      for (std::size_t j = 0; j < quoted.size(); ++j) {
+        if (quoted[j] == '\\' && j + 1 < quoted.size() &&
+            (quoted[j + 1] == '\\' || quoted[j + 1] == '"')) {
+          ++j;
+        }
+        value += quoted[j];
+      }
+    }
+    params[name] = value;
+  }
+  return parts.empty() ? "" : parts[0];
+}
+
+}  // namespace
+
+std::string HTTPHeaders::get(const std::string& name, const std::string& default_value) const {
+  auto it = headers_.find(normalize_name(name));
+  return it == headers_.end() ? default_value : it->second;
+}
+
+bool HTTPHeaders::contains(const std::string& name) const {
+  return headers_.count(normalize_name(name)) > 0;
+}
+
+void HTTPHeaders::set(const std::string& name, const std::string& value) {
+  std::string normalized = normalize_name(name);
+  headers_[normalized] = value;
+  as_list_[normalized] = {value};
+}
+
+void HTTPHeaders::add(const std::string& name, const std::string& value) {
+  std::string normalized = normalize_name(name);
+  auto [it, inserted] = headers_.emplace(normalized, value);
+  if (!inserted) it->second += "," + value;
+  as_list_[normalized].push_back(value);
+}
+
+std::vector<std::string> HTTPHeaders::get_list(const std::string& name) const {
+  auto it = as_list_.find(normalize_name(name));
+  return it == as_list_.end() ? std::vector<std::string>{} : it->second;
+}
+
+std::vector<std::pair<std::string, std::string>> HTTPHeaders::get_all() const {
+  std::vector<std::pair<std::string, std::string>> all;
+  for (const auto& [name, values] : as_list_) {
+    for (const std::string& value : values)
+      all.emplace_back(name, value);
+  }
+  return all;
+}
+
+void HTTPHeaders::parse_line(const std::string& line) {
+  // Course deviation: since 2.1 a line starting with whitespace continued the previous
+  // header, appended to its value after one space. The contract rejects obs-fold with 400.
+  if (line[0] == ' ' || line[0] == '\t') {
+    throw std::invalid_argument("obsolete line folding in header: " + line.substr(0, 40));
+  }
+  // 1.0 split on the first ':' and stripped the value (2009 required exactly ": ").
+  std::size_t colon = line.find(':');
+  if (colon == std::string::npos) throw std::invalid_argument("no colon in header line");
+  std::string name = line.substr(0, colon);
+  if (!is_token(name)) throw std::invalid_argument("invalid header name");
+  std::string value = strip(line.substr(colon + 1));
+  for (unsigned char c : value) {
+    if ((c < 32 && c != '\t') || c == 127) throw std::invalid_argument("control character");
+  }
+  add(name, value);
+}
+
+HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
+  HTTPHeaders headers;
+  for (std::string line : split(headers_string, "\n")) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) headers.parse_line(line);
+  }
+  return headers;
+}
+
+std::string HTTPHeaders::normalize_name(const std::string& name) {
+  std::string normalized = name;
+  bool word_start = true;
+  for (char& c : normalized) {
+    if (word_start && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (!word_start && c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    word_start = c == '-';
+  }
+  return normalized;
+}
+
+void parse_multipart_form_data(std::string boundary, const std::string& data,
+                               std::map<std::string, std::vector<std::string>>& arguments,
+                               std::map<std::string, std::vector<HTTPFile>>& files) {
+  // A quoted boundary is allowed by the standard, if rare.
+  if (boundary.size() >= 2 && boundary.front() == '"' && boundary.back() == '"') {
+    boundary = boundary.substr(1, boundary.size() - 2);
+  }
+  // Since 2.3 the parts end at the last "--boundary--", wherever it is; 2.0 cut a footer of
+  // fixed size off the end. Each slice below is bounds-checked where Python's slicing simply
+  // returned less.
+  std::size_t final_boundary_index = data.rfind("--" + boundary + "--");
+  if (final_boundary_index == std::string::npos) {
+    LOG_WARNING("Invalid multipart/form-data: no final boundary");
+    return;
+  }
+  std::vector<std::string> parts =
+      split(data.substr(0, final_boundary_index), "--" + boundary + "\r\n");
+  for (const std::string& part : parts) {
+    if (part.empty()) continue;
+    std::size_t eoh = part.find("\r\n\r\n");
+    if (eoh == std::string::npos) {
+      LOG_WARNING("multipart/form-data missing headers");
+      continue;
+    }
+    HTTPHeaders headers;
+    try {
+      headers = HTTPHeaders::parse(part.substr(0, eoh));
+    } catch (const std::invalid_argument&) {
+      LOG_WARNING("Invalid multipart/form-data");
+      continue;
+    }
+    // Since 2.1 Content-Disposition is parsed like cgi.parse_header: quoted parameters may
+    // hold ';', and backslash escapes in them are undone.
+    std::map<std::string, std::string> disp_params;
+    std::string disposition = parse_header(headers.get("Content-Disposition"), disp_params);
+    if (disposition != "form-data" || !ends_with(part, "\r\n")) {
+      LOG_WARNING("Invalid multipart/form-data");
+      continue;
+    }
+    std::size_t value_start = eoh + 4;
+    std::size_t value_end = part.size() - 2;
+    std::string value =
+        value_start < value_end ? part.substr(value_start, value_end - value_start) : "";
+    std::string name = disp_params["name"];
+    if (name.empty()) {
+      LOG_WARNING("multipart/form-data value missing name");
+      continue;
+    }
+    if (!disp_params["filename"].empty()) {
+      files[name].push_back(HTTPFile{disp_params["filename"],
+                                     headers.get("Content-Type", "application/unknown"), value});
+    } else {
+      arguments[name].push_back(value);
+    }
+  }
+}
+
+void parse_body_arguments(const std::string& content_type, const std::string& body,
+                          std::map<std::string, std::vector<std::string>>& arguments,
+                          std::map<std::string, std::vector<HTTPFile>>& files) {
+  if (starts_with(content_type, "application/x-www-form-urlencoded")) {
+    parse_qs_into(body, arguments, /*keep_blank_values=*/true);
+  } else if (starts_with(content_type, "multipart/form-data")) {
+    for (const std::string& field : split(content_type, ";")) {
+      std::string param = strip(field);
+      std::size_t eq = param.find('=');
+      if (eq != std::string::npos && param.substr(0, eq) == "boundary" && eq + 1 < param.size()) {
+        parse_multipart_form_data(param.substr(eq + 1), body, arguments, files);
+        return;
+      }
+    }
+    LOG_WARNING("Invalid multipart/form-data");
+  }
+}
+
+void parse_qs_into(const std::string& qs,
+                   std::map<std::string, std::vector<std::string>>& arguments,
+                   bool keep_blank_values) {
+  std::size_t start = 0;
+  while (start <= qs.size()) {
+    std::size_t end = qs.find_first_of("&;", start);
+    if (end == std::string::npos) end = qs.size();
+    std::string pair = qs.substr(start, end - start);
+    start = end + 1;
+    if (pair.empty()) continue;
+    std::size_t eq = pair.find('=');
+    if (keep_blank_values) {
+      // 3.0: "a=" and a bare "a" both give "a" an empty value.
+      std::string value = eq == std::string::npos ? "" : unquote_plus(pair.substr(eq + 1));
+      arguments[unquote_plus(pair.substr(0, eq))].push_back(value);
+      continue;
+    }
+    // parse_qs skips a field without '=' and one with an empty value; 2009 then dropped
+    // values that decoded to nothing.
+    if (eq != std::string::npos && eq + 1 < pair.size()) {
+      std::string value = unquote_plus(pair.substr(eq + 1));
+      if (!value.empty()) arguments[unquote_plus(pair.substr(0, eq))].push_back(value);
+    }
+  }
+}
+
+std::string strip(const std::string& s, const char* chars) {
+  std::size_t begin = s.find_first_not_of(chars);
+  if (begin == std::string::npos) return "";
+  std::size_t end = s.find_last_not_of(chars);
+  return s.substr(begin, end - begin + 1);
+}
+
+std::vector<std::string> split(const std::string& s, const std::string& separator) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    std::size_t at = s.find(separator, start);
+    if (at == std::string::npos) break;
+    parts.push_back(s.substr(start, at - start));
+    start = at + separator.size();
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_token(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c >= 127 || std::strchr("\"(),/:;<=>?@[\\]{}", c)) return false;
+  }
+  return true;
+}
+
+}  // namespace tornado

@@ -1,0 +1,108 @@
+// Tornado 3.0 (2013): HTTP utilities shared by the server and its clients.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tornado {
+
+/// A map of header names to values that keeps names in Http-Header-Case and remembers every
+/// value of a repeated header.
+///
+/// Lookups normalise the name ("content-LENGTH" finds "Content-Length"). New in 1.0, when the
+/// class moved here from httpserver: a header that repeats keeps all its values, get() and
+/// items() show them joined with "," and get_list() one by one. (In 2009 the last value
+/// silently replaced the others.)
+/// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders}
+class HTTPHeaders {
+ public:
+  using Map = std::map<std::string, std::string>;  ///< Normalised name to value.
+
+  /// The value of `name` (its values joined with ","), or `default_value` when absent.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get}
+  std::string get(const std::string& name, const std::string& default_value = "") const;
+  /// True when `name` is present.
+  bool contains(const std::string& name) const;
+  /// Sets `name` to `value`, replacing every earlier value.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.__setitem__}
+  void set(const std::string& name, const std::string& value);
+  /// Adds a value for `name`, keeping the values it already has.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.add}
+  void add(const std::string& name, const std::string& value);
+  /// Every value of `name`, in the order they were added; empty when absent.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get_list}
+  std::vector<std::string> get_list(const std::string& name) const;
+  /// Every (name, value) pair, a repeated header once per value.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get_all}
+  std::vector<std::pair<std::string, std::string>> get_all() const;
+  /// The headers, by normalised name, repeated values joined with ",".
+  const Map& items() const { return headers_; }
+
+  /// Adds one "Name: value" line; whitespace around the value is dropped. Throws
+  /// std::invalid_argument on a line that is not a valid header: no colon, an empty or
+  /// non-token name, a control character in the value, or a continuation line starting with
+  /// whitespace (obs-fold). Course deviation: since 2.1 Tornado appended a continuation line
+  /// to the previous value with one space; the contract answers obs-fold with 400.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.parse_line}
+  void parse_line(const std::string& line);
+  /// Parses a header block of lines separated by CRLF (or LF); throws as parse_line() does.
+  /// The server turns the exception into a 400; 1.0 closed the connection unanswered.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.parse}
+  static HTTPHeaders parse(const std::string& headers_string);
+
+  /// "content-type" -> "Content-Type": each '-'-separated word capitalised, the rest lower.
+  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
+  static std::string normalize_name(const std::string& name);
+
+ private:
+  Map headers_;
+  std::map<std::string, std::vector<std::string>> as_list_;
+};
+
+/// An uploaded file from a multipart/form-data body.
+struct HTTPFile {
+  std::string filename;      ///< The client's file name.
+  std::string content_type;  ///< The part's Content-Type ("application/unknown" if absent).
+  std::string body;          ///< The file's bytes.
+};
+
+/// Parses a multipart/form-data body into `arguments` (plain fields) and `files` (fields with
+/// a filename). Malformed parts are skipped with a warning. Moved here from HTTPConnection
+/// in 2.0, which also learned to remove quotes around the boundary.
+/// \tornado{v3.0.0,tornado/httputil.py,parse_multipart_form_data}
+void parse_multipart_form_data(std::string boundary, const std::string& data,
+                               std::map<std::string, std::vector<std::string>>& arguments,
+                               std::map<std::string, std::vector<HTTPFile>>& files);
+
+/// Parses a form body into `arguments` and `files`, by its Content-Type:
+/// application/x-www-form-urlencoded (blank values kept) or multipart/form-data (the
+/// "boundary" parameter, else a warning). Anything else is left alone. New in 2.4: 2.0's
+/// HTTPConnection did this itself.
+/// \tornado{v3.0.0,tornado/httputil.py,parse_body_arguments}
+void parse_body_arguments(const std::string& content_type, const std::string& body,
+                          std::map<std::string, std::vector<std::string>>& arguments,
+                          std::map<std::string, std::vector<HTTPFile>>& files);
+
+/// Parses a query string or urlencoded body into `arguments`, '+' as space, %XX decoded,
+/// '&' and ';' as separators. Blank values ("a=", or "a" alone) are dropped unless
+/// `keep_blank_values`, which 3.0 passes everywhere. Moved here from httpserver, since
+/// parse_body_arguments() needs it too (Python's escape.parse_qs_bytes).
+/// \tornado{v3.0.0,tornado/escape.py,parse_qs_bytes}
+void parse_qs_into(const std::string& qs,
+                   std::map<std::string, std::vector<std::string>>& arguments,
+                   bool keep_blank_values = false);
+
+/// `s` without leading and trailing `chars` (Python's str.strip).
+std::string strip(const std::string& s, const char* chars = " \t");
+/// `s` cut at every `separator` (Python's str.split with an argument).
+std::vector<std::string> split(const std::string& s, const std::string& separator);
+/// True when `s` begins with `prefix`.
+bool starts_with(const std::string& s, const std::string& prefix);
+/// True when `s` ends with `suffix`.
+bool ends_with(const std::string& s, const std::string& suffix);
+/// True when `s` is a non-empty RFC 9110 token, as a method or a header name must be.
+bool is_token(const std::string& s);
+
+}  // namespace tornado

@@ -1,0 +1,39 @@
+# The per-stage benchmark (tests/bench/run.py), included by the top Makefile.
+#
+#   make bench-quick   about a minute: fewer rounds and sizes (CI's smoke test)
+#   make bench         the full run (under 15 minutes on 2 cores)
+#   make deps-peers    install the optional peers: real Tornado (Python) and nginx
+#
+# Both runs build the release preset first and write results.md, results.json and SVG plots
+# under BENCH_OUT (build/bench by default). BENCH_ARGS passes more options to run.py, e.g.
+# BENCH_ARGS="--only hello,timers --rounds 1".
+
+# Included anywhere, this file must not become the default goal: remember the goal so far
+# and put it back at the end (an empty one lets the next target parsed become the default).
+bench_saved_goal := $(.DEFAULT_GOAL)
+
+BENCH_OUT  ?= build/bench
+BENCH_ARGS ?=
+
+# Debian packages: wrk and gnuplot for every benchmark run; the peers only on request, since
+# Debian's nginx package also enables (and starts) a system nginx service on port 80. The
+# benchmark never uses that service: it runs its own nginx with its own config and port.
+DEPS_BENCH := wrk gnuplot-nox
+DEPS_PEERS := python3-tornado nginx
+
+.PHONY: bench bench-quick bench-build deps-peers
+
+bench-build: deps
+	cmake --preset release $(CMAKE_ARGS)
+	cmake --build --preset release -j $(JOBS)
+
+bench: bench-build
+	python3 tests/bench/run.py --build-dir $(BUILD_DIR_release) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+bench-quick: bench-build
+	python3 tests/bench/run.py --quick --build-dir $(BUILD_DIR_release) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+deps-peers:
+	@$(MAKE) --no-print-directory deps DEPS="$(DEPS_PEERS)"
+
+.DEFAULT_GOAL := $(bench_saved_goal)

@@ -1,0 +1,1657 @@
+#!/usr/bin/env python3
+"""The per-stage benchmark of tornado-stages (issue 6, SPEC.md "Benchmark").
+
+Runs the same workloads against every stage's server, stages interleaved, several rounds,
+and reports medians with their spread (min-max over the rounds):
+
+  hello       wrk keep-alive against GET / : requests/s, p50/p99 latency, the server's CPU
+              time per request and wrk's own CPU share; real Tornado and nginx as peers
+  transfers   downloads of /bytes/N and uploads of N bytes to POST /request, each verified
+  pipelining  bursts of 1 ... 10000 pipelined GET / on one connection
+  idle        GET / latency while 0 ... 10000 idle connections are open (per stage3
+              backend) and each server's memory per idle connection
+  timers      N timeouts inserted in random order, half cancelled, the rest run, through
+              each stage's own IOLoop (the C++ helper tests/bench/timers.cc)
+
+    python3 tests/bench/run.py [--quick] [--build-dir build/release] [--out build/bench]
+
+It writes results.json (every run, the medians, the machine and the exact commands),
+results.md (the tables) and SVG plots (gnuplot) into --out. Nothing is asserted: the
+targets of issue 6 are reported as ratios measured in the same run. Only the standard
+library is used. Every process it starts is stopped again, also on Ctrl-C or an error.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+# The stages, oldest first: (short name, directory). A stage whose binary is missing is
+# skipped with a notice, so the benchmark works while later stages are being written.
+STAGES = [
+    ("stage0", "stage0-pre1.0"),
+    ("stage1", "stage1-v1.0"),
+    ("stage2", "stage2-v2.0"),
+    ("stage3", "stage3-configurable"),
+]
+STAGE3_BACKENDS = ["epoll", "poll", "select"]
+
+ALPHABET = b"abcdefghijklmnopqrstuvwxyz"
+MIB = 1024 * 1024
+KIB = 1024
+HELLO_BODY = b"Hello, world"
+HELLO_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+# Two settings: --quick (CI's smoke test, about a minute) and the full run (under 15 minutes
+# on 2 cores). "budget" is the time one transfer or timer point may take: a larger size is
+# skipped when the previous points predict it would take longer (the slow stages grow
+# quadratically), and a point that runs over the hard limit is abandoned.
+MODES = {
+    "quick": {
+        "rounds": 2,
+        "hello_seconds": 1,
+        "wrk_connections": 50,
+        "transfer_sizes": [64 * KIB, 256 * KIB, 1 * MIB, 4 * MIB, 16 * MIB, 64 * MIB],
+        "transfer_budget": 1.0,
+        "pipeline_depths": [1, 10, 100, 1000, 10000],
+        "idle_levels": [0, 100, 1000, 5000],
+        "idle_samples": 200,
+        "timer_sizes": [1000, 10000, 100000],
+        "timer_budget": 2.0,
+    },
+    "full": {
+        "rounds": 3,
+        "hello_seconds": 5,
+        "wrk_connections": 50,
+        "transfer_sizes": [64 * KIB, 256 * KIB, 1 * MIB, 4 * MIB, 16 * MIB, 64 * MIB],
+        "transfer_budget": 5.0,
+        "pipeline_depths": [1, 10, 100, 1000, 10000],
+        "idle_levels": [0, 100, 500, 1000, 5000, 10000],
+        "idle_samples": 1000,
+        "timer_sizes": [1000, 3000, 10000, 30000, 100000, 300000, 1000000],
+        "timer_budget": 15.0,
+    },
+}
+# A point running longer than this many budgets is abandoned and reported as timed out.
+HARD_LIMIT_FACTOR = 6
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def log(message):
+    """Progress on the terminal, flushed at once so that it shows up under make and CI."""
+    print(message, flush=True)
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def percentile(sorted_values, fraction):
+    """Nearest-rank percentile of an already sorted list (fraction 0.5 = median)."""
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def spread(values):
+    """Median, min and max of the rounds' values, or None for an empty list."""
+    if not values:
+        return None
+    return {"median": median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt_num(value, digits=3):
+    """A number with `digits` significant digits, thousands separated for big ones."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    decimals = digits - 1 - int(math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def fmt_spread(s, scale=1.0, digits=3):
+    """'median (min-max)' of a spread() result, each value multiplied by `scale`."""
+    if s is None:
+        return "-"
+    text = fmt_num(s["median"] * scale, digits)
+    if s["n"] > 1:
+        text += f" ({fmt_num(s['min'] * scale, digits)}–{fmt_num(s['max'] * scale, digits)})"
+    return text
+
+
+def predict_time(points, target_x):
+    """Extrapolates the time of the next point of a ladder from the points measured so far.
+
+    `points` are (x, seconds) pairs in ascending x. The growth exponent is taken from the last
+    two points (clamped to 1..2: at least linear, at most quadratic, which is the worst of the
+    designs measured here). With one point, or when the earlier point is under 1 ms and so too
+    noisy to estimate from, quadratic growth is assumed: a pessimistic guess, cheap while the
+    times are small, that the next point corrects.
+    """
+    if not points:
+        return 0.0
+    x1, t1 = points[-1]
+    exponent = 2.0
+    if len(points) >= 2:
+        x0, t0 = points[-2]
+        if t0 >= 0.001:
+            exponent = min(2.0, max(1.0, math.log(t1 / t0) / math.log(x1 / x0)))
+    return t1 * (target_x / x1) ** exponent
+
+
+def free_port():
+    """A port the OS calls free right now (for nginx, which cannot be given port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit():
+    """Raises this process's open-file limit to the hard limit (10000 idle sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# /proc: CPU time, memory and open files of a server's process tree
+# --------------------------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """The pid and all its descendants (a prefork server's children), from /proc."""
+    pids = [pid]
+    i = 0
+    while i < len(pids):
+        p = pids[i]
+        i += 1
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    pids.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass  # The process ended meanwhile.
+    return pids
+
+
+def cpu_seconds(pids):
+    """utime + stime of the given live processes, in seconds."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # Fields 14 and 15 of proc(5).
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / CLOCK_TICKS
+
+
+def rss_kib(pids):
+    """Sum of VmRSS over the given processes, in KiB."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def open_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+# --------------------------------------------------------------------------------------------
+# Starting and stopping servers
+# --------------------------------------------------------------------------------------------
+
+
+class Server:
+    """One server process (a stage, the Tornado peer or nginx) that this script started.
+
+    Each server runs in a session of its own, so that it and its prefork children form one
+    process group that belongs to us alone; stop() ends exactly that group.
+    """
+
+    live = []  # Every server not yet stopped, for the cleanup on exit or Ctrl-C.
+
+    def __init__(self, name, command, log_file, ready_line=True, port=None, cwd=None):
+        self.name = name
+        self.command = command
+        self.port = port
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        Server.live.append(self)
+        try:
+            if ready_line:
+                self.port = self._read_port(timeout=15)
+            else:
+                self._wait_for_port(timeout=15)
+        except Exception:
+            self.stop()
+            raise
+
+    def _read_port(self, timeout):
+        """Waits for `listening on http://ADDRESS:PORT` on stdout and returns PORT."""
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name}: no 'listening on' line (exit {self.proc.poll()})")
+            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    raise RuntimeError(f"{self.name}: stdout closed before 'listening on'")
+                line += chunk
+        match = re.search(rb"listening on http://[^:\s]+:(\d+)", line)
+        if not match:
+            raise RuntimeError(f"{self.name}: unexpected first line {line!r}")
+        return int(match.group(1))
+
+    def _wait_for_port(self, timeout):
+        """For servers that print nothing (nginx): waits until the port accepts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            # Someone else may have taken the port between our probe and the server's bind:
+            # then the server exits, and the caller retries with another port.
+            time.sleep(0.2)
+            if self.proc.poll() is None:
+                return
+        raise RuntimeError(f"{self.name}: port {self.port} never accepted")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/"
+
+    def pids(self):
+        return process_tree(self.proc.pid) if self.proc.poll() is None else []
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM (the servers stop their children first), then SIGKILL for what is left."""
+        if self not in Server.live:
+            return
+        Server.live.remove(self)
+        group = self.proc.pid  # start_new_session: the group id is the leader's pid.
+        members = self.pids()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        # Any child the parent left behind is still in our group: end it too. Only pids we
+        # saw in this server's tree and that are still in its group are touched.
+        for p in members[1:]:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    pgrp = int(f.read().rsplit(")", 1)[1].split()[2])
+                if pgrp == group:
+                    os.kill(p, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    @classmethod
+    def stop_all(cls):
+        for server in list(cls.live):
+            try:
+                server.stop()
+            except Exception as error:  # Keep stopping the others.
+                log(f"warning: stopping {server.name}: {error}")
+
+
+class Bench:
+    """The whole run: configuration, binaries, peers, results and the commands executed."""
+
+    def __init__(self, args):
+        self.args = args
+        self.mode = "quick" if args.quick else "full"
+        self.cfg = dict(MODES[self.mode])
+        if args.rounds:
+            self.cfg["rounds"] = args.rounds
+        self.build_dir = os.path.abspath(args.build_dir)
+        self.out = os.path.abspath(args.out)
+        os.makedirs(self.out, exist_ok=True)
+        self.server_log = open(os.path.join(self.out, "servers.log"), "wb")
+        self.commands = []  # Every command run, in order.
+        self.notices = []  # What was skipped and why.
+        self.results = {}  # workload -> {"runs": [...], ...}
+        self.stages = []  # (short, directory, server binary, timers binary or None)
+        for short, directory in STAGES:
+            server = os.path.join(self.build_dir, directory, f"{short}-server")
+            timers = os.path.join(self.build_dir, "tests", "bench", f"{short}-bench-timers")
+            if not os.access(server, os.X_OK):
+                self.notice(f"{short}: no server binary {server}; stage skipped")
+                continue
+            if not os.access(timers, os.X_OK):
+                self.notice(f"{short}: no timer program {timers}; timers skipped for it")
+                timers = None
+            self.stages.append((short, directory, server, timers))
+        self.pattern = None  # The /bytes pattern, built once at the largest size.
+
+    def notice(self, text):
+        self.notices.append(text)
+        log(f"notice: {text}")
+
+    def record_command(self, command):
+        self.commands.append(" ".join(command))
+
+    def start(self, name, command, **kwargs):
+        self.record_command(command)
+        return Server(name, command, self.server_log, **kwargs)
+
+    def stage(self, short):
+        for entry in self.stages:
+            if entry[0] == short:
+                return entry
+        return None
+
+    def start_stage(self, short, extra=()):
+        _, directory, binary, _ = self.stage(short)
+        label = " ".join([short, *extra])
+        return self.start(label, [binary, "--port", "0", "--quiet", *extra])
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP over raw sockets: small, exact, and fast enough not to hide the servers' costs
+# --------------------------------------------------------------------------------------------
+
+
+def read_head(sock, buf, deadline):
+    """Reads until the end of a response's header block; returns (status, headers, rest)."""
+    while b"\r\n\r\n" not in buf:
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for the response head")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before the response head")
+        buf += chunk
+    head, rest = bytes(buf).split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, rest
+
+
+def read_body(sock, rest, length, deadline):
+    """Reads a body of `length` bytes, `rest` of which already arrived, into a bytearray."""
+    body = bytearray(length)
+    view = memoryview(body)
+    got = min(len(rest), length)
+    view[:got] = rest[:got]
+    while got < length:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {got} of {length} bytes")
+        n = sock.recv_into(view[got:], min(length - got, 4 * MIB))
+        if n == 0:
+            raise ConnectionError(f"connection closed after {got} of {length} bytes")
+        got += n
+    return body
+
+
+def hello_once(port, timeout=5):
+    """One GET / on a new connection; returns the whole response's bytes, verified."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(HELLO_REQUEST)
+        status, headers, rest = read_head(sock, bytearray(), deadline)
+        body = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+    if status != 200 or bytes(body) != HELLO_BODY:
+        raise RuntimeError(f"GET / answered {status} {bytes(body)[:40]!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Hello world: wrk
+# --------------------------------------------------------------------------------------------
+
+WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def parse_wrk(text):
+    """Requests/s, the latency percentiles (ms), the request count and errors from wrk."""
+    out = {"errors": {}}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else None
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", text)
+    if m:
+        out["requests"] = int(m.group(1))
+    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M):
+        out[f"p{pct}_ms"] = float(value) * WRK_UNITS[unit]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        for key, value in zip(("connect", "read", "write", "timeout"), m.groups()):
+            if int(value):
+                out["errors"][key] = int(value)
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["errors"]["non_2xx_3xx"] = int(m.group(1))
+    return out
+
+
+def run_wrk(bench, server):
+    """Runs wrk against `server`; measures the server's CPU and wrk's own CPU around it."""
+    cfg = bench.cfg
+    command = ["wrk", "-t1", f"-c{cfg['wrk_connections']}", f"-d{cfg['hello_seconds']}s",
+               "--latency", server.url]
+    bench.record_command(command)
+    pids = server.pids()
+    server_cpu_before = cpu_seconds(pids)
+    with tempfile.TemporaryFile() as output:
+        start = time.monotonic()
+        proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            # wait4 gives wrk's own CPU time (user + system) as it ends.
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        wall = time.monotonic() - start
+        server_cpu = cpu_seconds(server.pids() or pids) - server_cpu_before
+        output.seek(0)
+        text = output.read().decode("utf-8", "replace")
+    result = parse_wrk(text)
+    result.update({
+        "wall_s": wall,
+        "server_cpu_s": server_cpu,
+        "server_processes": len(pids),
+        "wrk_cpu_s": usage.ru_utime + usage.ru_stime,
+        "wrk_cpu_share": (usage.ru_utime + usage.ru_stime) / wall,
+        "wrk_exit": proc.returncode,
+        "command": " ".join(command),
+    })
+    if result.get("requests"):
+        result["server_cpu_us_per_request"] = server_cpu / result["requests"] * 1e6
+    if proc.returncode != 0 or result["rps"] is None:
+        result["error"] = f"wrk failed (exit {proc.returncode}): {text.strip()[-300:]}"
+    return result
+
+
+def hello_targets(bench):
+    """(label, how to start it) for every server of the hello workload, peers included."""
+    targets = []
+    for short, *_ in bench.stages:
+        if short == "stage3":
+            targets.append(("stage3", lambda: bench.start_stage("stage3", ["--ioloop", "epoll"])))
+        else:
+            targets.append((short, lambda s=short: bench.start_stage(s)))
+        if short in ("stage1", "stage3"):
+            extra = ["--processes", "2"] + (["--ioloop", "epoll"] if short == "stage3" else [])
+            targets.append((f"{short} x2", lambda s=short, e=extra: bench.start_stage(s, e)))
+    # Peers: real Tornado (Python) and nginx with one worker, where installed.
+    python = find_tornado_python()
+    if python:
+        script = os.path.join(HERE, "peers", "tornado_hello.py")
+        targets.append(("tornado (Python)",
+                        lambda: bench.start("tornado", [python, script, "0"])))
+    else:
+        bench.notice("real Tornado not installed (python3-tornado): peer skipped; "
+                     "`make deps-peers` installs it")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
+                                      else None)
+    if nginx:
+        targets.append(("nginx (1 worker)", lambda: start_nginx(bench, nginx)))
+    else:
+        bench.notice("nginx not installed: peer skipped; `make deps-peers` installs it")
+    return targets
+
+
+def find_tornado_python():
+    """A Python that can import tornado: Debian's /usr/bin/python3 first, then this one."""
+    for python in ("/usr/bin/python3", sys.executable):
+        if python and os.access(python, os.X_OK):
+            probe = subprocess.run([python, "-c", "import tornado"], capture_output=True)
+            if probe.returncode == 0:
+                return python
+    return None
+
+
+def start_nginx(bench, nginx):
+    """nginx from tests/bench/peers/nginx.conf, in a temporary prefix, on a free port."""
+    prefix = tempfile.mkdtemp(prefix="bench-nginx-")
+    bench.temp_dirs.append(prefix)
+    with open(os.path.join(HERE, "peers", "nginx.conf")) as f:
+        template = f.read()
+    for attempt in range(3):  # The free port may be taken between probe and bind: retry.
+        port = free_port()
+        conf = os.path.join(prefix, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(template.replace("@PORT@", str(port)).replace("@PREFIX@", prefix))
+        try:
+            return bench.start("nginx", [nginx, "-p", prefix, "-c", conf, "-e", "stderr"],
+                               ready_line=False, port=port)
+        except RuntimeError:
+            if attempt == 2:
+                raise
+    return None
+
+
+def workload_hello(bench):
+    runs = []
+    targets = hello_targets(bench)
+    rounds = bench.cfg["rounds"]
+    for r in range(1, rounds + 1):
+        for label, start in targets:
+            log(f"[hello] {label} round {r}/{rounds} ...")
+            record = {"target": label, "round": r}
+            server = None
+            try:
+                server = start()
+                hello_once(server.port)  # Verify the answer before measuring.
+                record.update(run_wrk(bench, server))
+                hello_once(server.port)  # And that the server still answers correctly after.
+                if not server.alive():
+                    record["error"] = "server died during the run"
+            except Exception as error:
+                record["error"] = f"{type(error).__name__}: {error}"
+            finally:
+                if server:
+                    server.stop()
+            if record.get("errors"):
+                record["error"] = record.get("error") or f"wrk reported errors {record['errors']}"
+            runs.append(record)
+            if "error" in record:
+                log(f"    FAILED: {record['error']}")
+            else:
+                log(f"    {fmt_num(record['rps'])} req/s, p50 {fmt_num(record.get('p50_ms'))} ms, "
+                    f"p99 {fmt_num(record.get('p99_ms'))} ms, server "
+                    f"{fmt_num(record.get('server_cpu_us_per_request'))} µs CPU/req, wrk "
+                    f"{fmt_num(record['wrk_cpu_share'])} cores")
+    summary = []
+    for label, _ in targets:
+        ok = [x for x in runs if x["target"] == label and "error" not in x]
+        failed = [x for x in runs if x["target"] == label and "error" in x]
+        summary.append({
+            "target": label,
+            "rps": spread([x["rps"] for x in ok]),
+            "p50_ms": spread([x["p50_ms"] for x in ok if "p50_ms" in x]),
+            "p99_ms": spread([x["p99_ms"] for x in ok if "p99_ms" in x]),
+            "server_cpu_us_per_request": spread(
+                [x["server_cpu_us_per_request"] for x in ok if "server_cpu_us_per_request" in x]),
+            "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok]),
+            "failed_rounds": len(failed),
+            "failures": [x["error"] for x in failed],
+        })
+    bench.results["hello"] = {"runs": runs, "summary": summary}
+
+
+# --------------------------------------------------------------------------------------------
+# 2. Transfers: downloads of /bytes/N and uploads to POST /request
+# --------------------------------------------------------------------------------------------
+
+
+def download(bench, port, size, hard_limit):
+    """GET /bytes/SIZE: seconds from the request to the last byte, the body verified."""
+    deadline = time.monotonic() + hard_limit
+    with socket.create_connection(("127.0.0.1", port), timeout=hard_limit) as sock:
+        start = time.perf_counter()
+        sock.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        status, headers, rest = read_head(sock, bytearray(), deadline)
+        length = int(headers.get("content-length", "-1"))
+        if status != 200 or length != size:
+            raise RuntimeError(f"answered {status} with Content-Length {length}")
+        body = read_body(sock, rest, length, deadline)
+        seconds = time.perf_counter() - start
+    # byte i must be "abc...z"[i % 26]: one memcmp against the pattern built once.
+    if body != bench.pattern[:size]:
+        raise RuntimeError("body differs from the /bytes pattern")
+    return seconds
+
+
+def upload(bench, port, size, hard_limit):
+    """POST /request with SIZE bytes: seconds until the JSON answer, body_length verified."""
+    deadline = time.monotonic() + hard_limit
+    head = (f"POST /request HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n").encode()
+    body = memoryview(bench.pattern)[:size]
+    with socket.create_connection(("127.0.0.1", port), timeout=hard_limit) as sock:
+        start = time.perf_counter()
+        sock.sendall(head)
+        # Send in 1 MiB pieces so that a transfer over the hard limit can be abandoned.
+        for offset in range(0, size, MIB):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after sending {offset} of {size} bytes")
+            sock.sendall(body[offset:offset + MIB])
+        status, headers, rest = read_head(sock, bytearray(), deadline)
+        answer = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+        seconds = time.perf_counter() - start
+    if status != 200:
+        raise RuntimeError(f"answered {status}: {bytes(answer)[:200]!r}")
+    body_length = json.loads(answer).get("body_length")
+    if body_length != size:
+        raise RuntimeError(f"body_length {body_length}, expected {size}")
+    return seconds
+
+
+def size_label(size):
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+def workload_transfers(bench):
+    cfg = bench.cfg
+    sizes = cfg["transfer_sizes"]
+    budget = cfg["transfer_budget"]
+    hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
+    bench.pattern = (ALPHABET * (max(sizes) // 26 + 1))[:max(sizes)]
+    runs = []
+    # Sizes skipped in an earlier round stay skipped, so that every round runs the same ladder.
+    skipped = {}  # (stage, direction) -> {size: reason}
+    rounds = cfg["rounds"]
+    for r in range(1, rounds + 1):
+        for short, *_ in bench.stages:
+            log(f"[transfers] {short} round {r}/{rounds} ...")
+            server = None
+            try:
+                server = bench.start_stage(short)
+                for direction, function in (("download", download), ("upload", upload)):
+                    done = []  # (size, seconds) measured this round, for the prediction.
+                    skip = skipped.setdefault((short, direction), {})
+                    over = False
+                    for size in sizes:
+                        record = {"stage": short, "direction": direction, "size": size, "round": r}
+                        predicted = predict_time(done, size)
+                        if size in skip:
+                            record["skipped"] = skip[size]
+                        elif over:
+                            record["skipped"] = skip[size] = (
+                                "over budget (a smaller size took longer)")
+                        elif predicted > budget:
+                            record["skipped"] = skip[size] = (
+                                f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
+                        else:
+                            try:
+                                seconds = function(bench, server.port, size, hard_limit)
+                                record.update(seconds=seconds, mb_per_s=size / seconds / 1e6)
+                                done.append((size, seconds))
+                                over = seconds > budget
+                            except Exception as error:
+                                record["error"] = f"{type(error).__name__}: {error}"
+                                over = True
+                                if not server.alive():  # Start afresh for the next direction.
+                                    server.stop()
+                                    server = bench.start_stage(short)
+                        runs.append(record)
+                    line = ", ".join(
+                        f"{size_label(x['size'])} " + (
+                            f"{fmt_num(x['seconds'])} s" if "seconds" in x else
+                            "FAILED" if "error" in x else "skipped")
+                        for x in runs if x["stage"] == short and x["round"] == r
+                        and x["direction"] == direction)
+                    log(f"    {direction}: {line}")
+            except Exception as error:
+                runs.append({"stage": short, "round": r,
+                             "error": f"{type(error).__name__}: {error}"})
+                log(f"    FAILED: {error}")
+            finally:
+                if server:
+                    server.stop()
+    summary = []
+    for short, *_ in bench.stages:
+        for direction in ("download", "upload"):
+            for size in sizes:
+                mine = [x for x in runs if x.get("stage") == short and x.get("direction") ==
+                        direction and x.get("size") == size]
+                ok = [x for x in mine if "seconds" in x]
+                summary.append({
+                    "stage": short, "direction": direction, "size": size,
+                    "seconds": spread([x["seconds"] for x in ok]),
+                    "mb_per_s": spread([x["mb_per_s"] for x in ok]),
+                    "skipped": next((x["skipped"] for x in mine if "skipped" in x), None),
+                    "failures": [x["error"] for x in mine if "error" in x],
+                })
+    bench.results["transfers"] = {"runs": runs, "summary": summary, "budget_s": budget,
+                                  "hard_limit_s": hard_limit}
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Pipelining
+# --------------------------------------------------------------------------------------------
+
+
+def read_exactly(sock, count, deadline):
+    buf = bytearray()
+    while len(buf) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {len(buf)} of {count} bytes")
+        chunk = sock.recv(max(65536, count - len(buf)))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {count} bytes")
+        buf += chunk
+    return buf
+
+
+def answer_length(sock, deadline):
+    """Sends one GET / and returns the length in bytes of its whole answer, verified.
+
+    Every GET / answer of a server has the same length (the same headers, no date), so a
+    reader can wait for exactly that many bytes per request.
+    """
+    sock.sendall(HELLO_REQUEST)
+    status, headers, rest = read_head(sock, bytearray(), deadline)
+    body = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+    if status != 200 or bytes(body) != HELLO_BODY or len(rest) > len(body):
+        raise RuntimeError(f"GET / answered {status} {bytes(body)[:40]!r}")
+    sock.sendall(HELLO_REQUEST)  # The same again, counting every byte this time.
+    answer = bytearray()
+    while not answer.endswith(HELLO_BODY):
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for GET /")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed during GET /")
+        answer += chunk
+    return len(answer)
+
+
+def pipeline_burst(port, depth, timeout=60):
+    """`depth` pipelined GET / on one connection: seconds until every answer was read.
+
+    answer_length() first learns the length of one answer, so the burst is complete when depth
+    times that many bytes have arrived; then the count of status lines and of bodies checks
+    every answer.
+    """
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        one = answer_length(sock, deadline)
+        payload = HELLO_REQUEST * depth
+        sender = None
+        start = time.perf_counter()
+        if len(payload) <= 65536:
+            sock.sendall(payload)  # Fits the socket buffer: no need for a second thread.
+        else:
+            # A big burst is sent from a thread while this one reads, so that neither side
+            # waits for the other to drain its buffer.
+            sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
+            sender.start()
+        answers = read_exactly(sock, one * depth, deadline)
+        seconds = time.perf_counter() - start
+        if sender:
+            sender.join(timeout=5)
+    statuses = answers.count(b"HTTP/1.1 200 ")
+    bodies = answers.count(b"\r\n\r\n" + HELLO_BODY)
+    if len(answers) != one * depth or statuses != depth or bodies != depth:
+        raise RuntimeError(f"{statuses} status lines and {bodies} bodies for {depth} requests")
+    return seconds
+
+
+def workload_pipelining(bench):
+    depths = bench.cfg["pipeline_depths"]
+    rounds = bench.cfg["rounds"]
+    runs = []
+    for r in range(1, rounds + 1):
+        for short, *_ in bench.stages:
+            log(f"[pipelining] {short} round {r}/{rounds} ...")
+            server = None
+            try:
+                server = bench.start_stage(short)
+                parts = []
+                for depth in depths:
+                    record = {"stage": short, "depth": depth, "round": r}
+                    try:
+                        record["seconds"] = pipeline_burst(server.port, depth)
+                        parts.append(f"{depth}: {fmt_num(record['seconds'] * 1000)} ms")
+                    except Exception as error:
+                        record["error"] = f"{type(error).__name__}: {error}"
+                        parts.append(f"{depth}: FAILED")
+                        if not server.alive():
+                            server.stop()
+                            server = bench.start_stage(short)
+                    runs.append(record)
+                log("    " + ", ".join(parts))
+            except Exception as error:
+                runs.append({"stage": short, "round": r,
+                             "error": f"{type(error).__name__}: {error}"})
+                log(f"    FAILED: {error}")
+            finally:
+                if server:
+                    server.stop()
+    summary = []
+    for short, *_ in bench.stages:
+        for depth in depths:
+            mine = [x for x in runs if x.get("stage") == short and x.get("depth") == depth]
+            summary.append({"stage": short, "depth": depth,
+                            "seconds": spread([x["seconds"] for x in mine if "seconds" in x]),
+                            "failures": [x["error"] for x in mine if "error" in x]})
+    bench.results["pipelining"] = {"runs": runs, "summary": summary}
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Idle connections
+# --------------------------------------------------------------------------------------------
+
+
+def idle_configs(bench):
+    """(label, stage, extra args): every stage, and stage3 once per backend."""
+    configs = []
+    for short, *_ in bench.stages:
+        if short == "stage3":
+            for backend in STAGE3_BACKENDS:
+                configs.append((f"stage3 {backend}", short, ["--ioloop", backend]))
+        else:
+            configs.append((short, short, []))
+    return configs
+
+
+def latency_samples(sock, count, length, deadline):
+    """`count` sequential GET / on a keep-alive connection: each round trip in seconds."""
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        sock.sendall(HELLO_REQUEST)
+        answer = read_exactly(sock, length, deadline)
+        samples.append(time.perf_counter() - start)
+        if not answer.startswith(b"HTTP/1.1 200 ") or not answer.endswith(HELLO_BODY):
+            raise RuntimeError(f"bad answer {bytes(answer[:60])!r}")
+    return samples
+
+
+def open_idle(port, count, sockets):
+    """Opens idle connections (connected, nothing sent) until `sockets` holds `count`."""
+    while len(sockets) < count:
+        s = socket.socket()
+        # Closing with a reset leaves no TIME_WAIT behind: 10000s of connections per run.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        sockets.append(s)
+
+
+def wait_for_fds(pid, target, patience=1.5, limit=20.0):
+    """Waits until the server holds `target` open fds; returns the count it reached.
+
+    Gives up when the count has not grown for `patience` seconds (a backend at its limit).
+    """
+    start = last_change = time.monotonic()
+    last = open_fds(pid)
+    while last < target and time.monotonic() - start < limit:
+        time.sleep(0.02)
+        now = open_fds(pid)
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > patience:
+            break
+    return last
+
+
+def workload_idle(bench):
+    cfg = bench.cfg
+    levels = cfg["idle_levels"]
+    rounds = cfg["rounds"]
+    runs = []
+    for r in range(1, rounds + 1):
+        for label, short, extra in idle_configs(bench):
+            log(f"[idle] {label} round {r}/{rounds} ...")
+            server = None
+            idle = []
+            parts = []
+            try:
+                server = bench.start_stage(short, extra)
+                pid = server.proc.pid
+                deadline = time.monotonic() + 300
+                # The measuring connection is opened first, so it has a low fd in the server.
+                probe = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                one = answer_length(probe, deadline)
+                base_fds = open_fds(pid)
+                for level in levels:
+                    record = {"config": label, "level": level, "round": r}
+                    try:
+                        open_idle(server.port, level, idle)
+                    except OSError as error:
+                        record["error"] = f"could not open {level} connections: {error}"
+                    held = wait_for_fds(pid, base_fds + level) - base_fds
+                    record["held"] = held
+                    if "error" not in record and held < level:
+                        record["limit"] = (f"server holds {held} of {level} connections"
+                                           + (" (select: FD_SETSIZE 1024)" if "select" in label
+                                              else ""))
+                    try:
+                        samples = sorted(latency_samples(probe, cfg["idle_samples"], one,
+                                                         deadline))
+                        record.update(p50_us=percentile(samples, 0.5) * 1e6,
+                                      p99_us=percentile(samples, 0.99) * 1e6,
+                                      mean_us=statistics.fmean(samples) * 1e6)
+                    except Exception as error:
+                        record.setdefault("error", f"{type(error).__name__}: {error}")
+                    record["rss_kib"] = rss_kib(server.pids())
+                    runs.append(record)
+                    if "limit" in record or "error" in record:
+                        parts.append(f"{level}: {record.get('limit') or record['error']}")
+                        break  # The ladder stops where the backend stops.
+                    parts.append(f"{level}: {fmt_num(record['p50_us'])} µs")
+                probe.close()
+            except Exception as error:
+                runs.append({"config": label, "round": r,
+                             "error": f"{type(error).__name__}: {error}"})
+                parts.append(f"FAILED: {error}")
+            finally:
+                # The server goes first: closing 10000 connections under it would make the
+                # older stages log a "Read error" for each.
+                if server:
+                    server.stop()
+                for s in idle:
+                    s.close()
+            log("    " + ", ".join(parts))
+    summary = []
+    for label, short, extra in idle_configs(bench):
+        rows = []
+        for level in levels:
+            mine = [x for x in runs if x.get("config") == label and x.get("level") == level]
+            ok = [x for x in mine if "p50_us" in x and "limit" not in x and "error" not in x]
+            rows.append({
+                "level": level,
+                "p50_us": spread([x["p50_us"] for x in ok]),
+                "p99_us": spread([x["p99_us"] for x in ok]),
+                "rss_kib": spread([x["rss_kib"] for x in ok]),
+                "limit": next((x["limit"] for x in mine if "limit" in x), None),
+                "failures": [x["error"] for x in mine if "error" in x],
+                "measured": bool(mine),
+            })
+        # Memory per idle connection: the RSS growth from 0 to the largest level measured.
+        per_conn = []
+        for rnd in range(1, rounds + 1):
+            mine = [x for x in runs if x.get("config") == label and x.get("round") == rnd
+                    and "rss_kib" in x and "limit" not in x and "error" not in x]
+            zero = [x for x in mine if x["level"] == 0]
+            top = max((x for x in mine if x["level"] > 0), key=lambda x: x["level"], default=None)
+            if zero and top:
+                per_conn.append((top["rss_kib"] - zero[0]["rss_kib"]) * 1024 / top["level"])
+        summary.append({"config": label, "rows": rows,
+                        "rss_bytes_per_connection": spread(per_conn)})
+    bench.results["idle"] = {"runs": runs, "summary": summary}
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Timers
+# --------------------------------------------------------------------------------------------
+
+
+def workload_timers(bench):
+    cfg = bench.cfg
+    sizes = cfg["timer_sizes"]
+    budget = cfg["timer_budget"]
+    hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
+    rounds = cfg["rounds"]
+    runs = []
+    skipped = {}  # stage -> {n: reason}
+    stages = [s for s in bench.stages if s[3]]
+    for r in range(1, rounds + 1):
+        for short, _, _, binary in stages:
+            log(f"[timers] {short} round {r}/{rounds} ...")
+            done = []
+            over = False
+            skip = skipped.setdefault(short, {})
+            parts = []
+            for n in sizes:
+                record = {"stage": short, "n": n, "round": r}
+                predicted = predict_time(done, n)
+                if n in skip:
+                    record["skipped"] = skip[n]
+                elif over:
+                    record["skipped"] = skip[n] = "over budget (a smaller N took longer)"
+                elif predicted > budget:
+                    record["skipped"] = skip[n] = (
+                        f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
+                else:
+                    command = [binary, str(n), str(r)]
+                    bench.record_command(command)
+                    try:
+                        proc = subprocess.run(command, capture_output=True, text=True,
+                                              timeout=hard_limit)
+                        data = json.loads(proc.stdout.strip().splitlines()[-1])
+                        data["stage_name"] = data.pop("stage")  # Keep our short name.
+                        record.update(data)
+                        if proc.returncode != 0 or not data.get("ok"):
+                            record["error"] = f"verification failed (exit {proc.returncode})"
+                        else:
+                            # CPU time: the program is single-threaded and CPU-bound, so its
+                            # CPU time is its cost even when other processes share the cores.
+                            done.append((n, data["cpu_s"]))
+                            over = data["cpu_s"] > budget
+                    except subprocess.TimeoutExpired:
+                        record["error"] = f"timed out after {hard_limit:g} s"
+                        over = True
+                    except Exception as error:
+                        record["error"] = f"{type(error).__name__}: {error}"
+                        over = True
+                runs.append(record)
+                parts.append(f"{n:g}: " + (f"{fmt_num(record['cpu_s'])} s" if "cpu_s" in record
+                                           and "error" not in record else
+                                           "FAILED" if "error" in record else "skipped"))
+            log("    " + ", ".join(parts))
+    summary = []
+    for short, *_ in stages:
+        for n in sizes:
+            mine = [x for x in runs if x["stage"] == short and x["n"] == n]
+            ok = [x for x in mine if "total_s" in x and "error" not in x]
+            summary.append({
+                "stage": short, "n": n,
+                "total_s": spread([x["total_s"] for x in ok]),
+                "cpu_s": spread([x["cpu_s"] for x in ok]),
+                "insert_s": spread([x["insert_s"] for x in ok]),
+                "cancel_s": spread([x["cancel_s"] for x in ok]),
+                "run_s": spread([x["run_s"] for x in ok]),
+                "skipped": next((x["skipped"] for x in mine if "skipped" in x), None),
+                "failures": [x["error"] for x in mine if "error" in x],
+            })
+    bench.results["timers"] = {"runs": runs, "summary": summary, "budget_s": budget}
+
+
+# --------------------------------------------------------------------------------------------
+# The targets of issue 6, as ratios measured in this run
+# --------------------------------------------------------------------------------------------
+
+
+def compute_targets(bench):
+    """Each target as a measured ratio, with whether it was met; nothing is asserted."""
+    res = bench.results
+    targets = []
+
+    def add(name, value, goal, met, note=""):
+        targets.append({"target": name, "value": value, "goal": goal,
+                        "met": met if value is not None else None, "note": note})
+
+    hello = {x["target"]: x for x in res.get("hello", {}).get("summary", [])}
+
+    def rps(label):
+        s = hello.get(label, {}).get("rps")
+        return s["median"] if s else None
+
+    def cpu(label):
+        s = hello.get(label, {}).get("server_cpu_us_per_request")
+        return s["median"] if s else None
+
+    tornado_rps = rps("tornado (Python)")
+    nginx_rps = rps("nginx (1 worker)")
+    for short, *_ in bench.stages:
+        for label in (short, f"{short} x2"):
+            if label in hello and tornado_rps:
+                value = rps(label) / tornado_rps if rps(label) else None
+                add(f"hello: {label} / real Tornado throughput", value, ">= 10",
+                    value is not None and value >= 10)
+    if "stage3" in hello and nginx_rps:
+        value = rps("stage3") / nginx_rps if rps("stage3") else None
+        add("hello: stage3 epoll / nginx 1 worker throughput", value, ">= 1",
+            value is not None and value >= 1)
+        if cpu("stage3") and cpu("nginx (1 worker)"):
+            value = cpu("stage3") / cpu("nginx (1 worker)")
+            add("hello: stage3 / nginx server CPU time per request", value, "<= 1",
+                value <= 1, "lower is better")
+    wrk_share = [x["wrk_cpu_share"]["median"] for x in hello.values() if x["wrk_cpu_share"]]
+    if wrk_share:
+        add("hello: wrk's CPU share (cores, max over servers)", max(wrk_share), "info", None,
+            "near 1.0 means wrk's single thread may be the bottleneck")
+
+    transfers = {(x["stage"], x["direction"], x["size"]): x
+                 for x in res.get("transfers", {}).get("summary", [])}
+
+    def seconds(short, direction, size):
+        x = transfers.get((short, direction, size))
+        return x["seconds"]["median"] if x and x["seconds"] else None
+
+    for short in ("stage3", "stage2"):
+        for direction in ("upload", "download"):
+            t64, t16 = seconds(short, direction, 64 * MIB), seconds(short, direction, 16 * MIB)
+            entry = transfers.get((short, direction, 64 * MIB))
+            if not entry:
+                continue
+            why = "" if t64 and t16 else f"64 MiB: {cell_failed(entry)}"
+            if short == "stage3":
+                value = 64 * MIB / t64 / 1e9 if t64 else None
+                add(f"transfers: {short} 64 MiB {direction} GB/s", value, ">= 1",
+                    value is not None and value >= 1, why)
+            value = t64 / t16 if t64 and t16 else None
+            linear = short == "stage3" or direction == "upload"
+            add(f"transfers: {short} {direction} time 64 MiB / 16 MiB", value,
+                "<= 4.5" if linear else "info (quadratic send-time merge: ~16)",
+                (value is not None and value <= 4.5) if linear else None, why)
+    # The historical costs: the growth of the slowest transfers, on the largest pair measured
+    # (stage2's downloads only when the 64 MiB / 16 MiB row above has no value).
+    for short, direction in (("stage0", "upload"), ("stage1", "upload"), ("stage2", "download"),
+                             ("stage0", "download"), ("stage1", "download")):
+        measured = sorted(size for (s, d, size), x in transfers.items()
+                          if s == short and d == direction and x["seconds"])
+        if short == "stage2" and measured and measured[-1] == 64 * MIB:
+            continue
+        if len(measured) >= 2:
+            a, b = measured[-2], measured[-1]
+            value = seconds(short, direction, b) / seconds(short, direction, a)
+            linear_ratio = b / a
+            add(f"lesson: {short} {direction} time {size_label(b)} / {size_label(a)}", value,
+                f"info (linear {linear_ratio:g}, quadratic {linear_ratio ** 2:g})", None)
+
+    # Timers, on CPU time. The sorted list cannot reach N = 1e6 within the budget (hours at
+    # O(n) per operation), so besides the ratios measured at the largest common N, its time at
+    # 1e6 is extrapolated from its last two points and labelled as such.
+    timers = {(x["stage"], x["n"]): x for x in res.get("timers", {}).get("summary", [])
+              if x["cpu_s"]}
+    for lst, heap in (("stage0", "stage2"), ("stage1", "stage3")):
+        common = sorted(n for (s, n) in timers if s == lst and (heap, n) in timers)
+        for n in common[-2:]:
+            value = timers[(lst, n)]["cpu_s"]["median"] / timers[(heap, n)]["cpu_s"]["median"]
+            add(f"timers: {lst} sorted list / {heap} heap, CPU time at N={n:,}", value,
+                "info (growing with N)", None)
+        big = max((n for (s, n) in timers if s == heap), default=None)
+        mine = sorted((n, x["cpu_s"]["median"]) for (s, n), x in timers.items() if s == lst)
+        if big and len(mine) >= 2 and big > mine[-1][0]:
+            predicted = predict_time(mine, big)
+            add(f"timers: {lst} sorted list / {heap} heap, CPU time at N={big:,}",
+                predicted / timers[(heap, big)]["cpu_s"]["median"], "info", None,
+                f"EXTRAPOLATED: {lst} not run at N={big:,} (predicted {fmt_num(predicted, 2)} s "
+                f"from its last two points); {heap} measured")
+    res["targets"] = targets
+
+
+# --------------------------------------------------------------------------------------------
+# Tables (Markdown, also printed) and plots (gnuplot SVG)
+# --------------------------------------------------------------------------------------------
+
+
+# How to read the tables; written under them in results.md.
+READING_NOTES = [
+    "Every answer is verified (hello: the body before and after wrk, and wrk's error counts; "
+    "transfers: length and pattern, or body_length; pipelining and idle: every status line "
+    "and body). A failed or skipped point is shown as such, never left out.",
+    "Skipped points: a ladder (transfer sizes, timer N) stops where the points measured so "
+    "far predict a time over the budget, assuming growth between linear and quadratic.",
+    "hello: 'server CPU µs/request' sums utime+stime over the server's processes (/proc) "
+    "during the wrk run; 'wrk CPU' is wrk's own CPU time over the run's wall time. On 2 cores "
+    "a value near 1 means wrk's one thread, not the server, may set the pace.",
+    "pipelining: plateaus near 40 ms are Nagle's algorithm on the server (no TCP_NODELAY) "
+    "waiting for the client's delayed ACK: a real cost of writing answers in small pieces.",
+    "timers: CPU seconds of the one-threaded helper, so that other load on the machine does "
+    "not count; wall seconds beside them.",
+    "Other processes on the machine (see the load average) lower throughput and widen the "
+    "spread; ratios between servers measured in the same run are the robust figures.",
+]
+
+
+def md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cell_failed(entry):
+    if entry.get("skipped"):
+        return "skipped: " + entry["skipped"]
+    if entry.get("failures"):
+        return "FAILED: " + entry["failures"][0][:80]
+    return "-"
+
+
+def tables(bench):
+    """The side-by-side tables, one per workload, as Markdown sections."""
+    res = bench.results
+    out = []
+    if "hello" in res:
+        rows = []
+        for x in res["hello"]["summary"]:
+            if not x["rps"]:
+                rows.append([x["target"], "FAILED: " + (x["failures"] or ["no data"])[0][:80],
+                             "", "", "", "", ""])
+                continue
+            rows.append([x["target"], fmt_spread(x["rps"]), fmt_spread(x["p50_ms"]),
+                         fmt_spread(x["p99_ms"]), fmt_spread(x["server_cpu_us_per_request"]),
+                         fmt_spread(x["wrk_cpu_share"], digits=2),
+                         f"{x['failed_rounds']} failed" if x["failed_rounds"] else "ok"])
+        out.append(("Hello world (wrk keep-alive, GET /)", md_table(
+            ["server", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request",
+             "wrk CPU (cores)", "rounds"], rows)))
+    if "transfers" in res:
+        summary = res["transfers"]["summary"]
+        stages = [s for s, *_ in bench.stages]
+        for direction in ("download", "upload"):
+            rows = []
+            for size in bench.cfg["transfer_sizes"]:
+                row = [size_label(size)]
+                for short in stages:
+                    x = next(e for e in summary if e["stage"] == short and e["size"] == size
+                             and e["direction"] == direction)
+                    row.append(f"{fmt_spread(x['seconds'])} s · "
+                               f"{fmt_num(x['mb_per_s']['median'])} MB/s"
+                               if x["seconds"] else cell_failed(x))
+                rows.append(row)
+            what = "GET /bytes/N" if direction == "download" else "POST /request with N bytes"
+            out.append((f"Transfers: {direction}s ({what}; seconds, median (min–max), and MB/s)",
+                        md_table(["size"] + stages, rows)))
+    if "pipelining" in res:
+        summary = res["pipelining"]["summary"]
+        stages = [s for s, *_ in bench.stages]
+        rows = []
+        for depth in bench.cfg["pipeline_depths"]:
+            row = [f"{depth:,}"]
+            for short in stages:
+                x = next(e for e in summary if e["stage"] == short and e["depth"] == depth)
+                row.append(fmt_spread(x["seconds"], 1000) if x["seconds"] else cell_failed(x))
+            rows.append(row)
+        out.append(("Pipelining (ms until all answers of a burst were read)",
+                    md_table(["requests"] + stages, rows)))
+    if "idle" in res:
+        summary = res["idle"]["summary"]
+        rows = []
+        for i, level in enumerate(bench.cfg["idle_levels"]):
+            row = [f"{level:,}"]
+            for x in summary:
+                e = x["rows"][i]
+                if e["p50_us"]:
+                    row.append(f"{fmt_spread(e['p50_us'])} / {fmt_num(e['p99_us']['median'])}")
+                elif e["limit"]:
+                    row.append("limit: " + e["limit"])
+                elif e["failures"]:
+                    row.append("FAILED: " + e["failures"][0][:60])
+                else:
+                    row.append("not run (limit above)")
+            rows.append(row)
+        rows.append(["RSS bytes per idle connection"] +
+                    [fmt_spread(x["rss_bytes_per_connection"]) for x in summary])
+        out.append(("Idle connections (GET / latency µs while N idle connections are open: "
+                    "p50 (min–max) / p99)", md_table(["idle"] + [x["config"] for x in summary],
+                                                      rows)))
+    if "timers" in res:
+        summary = res["timers"]["summary"]
+        stages = sorted({x["stage"] for x in summary})
+        rows = []
+        for n in bench.cfg["timer_sizes"]:
+            row = [f"{n:,}"]
+            for short in stages:
+                x = next(e for e in summary if e["stage"] == short and e["n"] == n)
+                row.append(f"{fmt_spread(x['cpu_s'])} s (wall {fmt_num(x['total_s']['median'])} s)"
+                           if x["cpu_s"] else cell_failed(x))
+            rows.append(row)
+        out.append(("Timers (N timeouts in random order, half cancelled, the rest run; "
+                    "CPU seconds, median (min–max), and wall seconds)",
+                     md_table(["N"] + stages, rows)))
+    if "targets" in res:
+        rows = [[t["target"], fmt_num(t["value"]) if t["value"] is not None else "n/a",
+                 t["goal"], {True: "met", False: "NOT met", None: ""}[t["met"]], t["note"]]
+                for t in res["targets"]]
+        out.append(("Targets of issue 6 (ratios measured in this run, not asserted)",
+                    md_table(["target", "measured", "goal", "", "note"], rows)))
+    return out
+
+
+GNUPLOT_HEAD = """\
+set terminal svg size 900,540 dynamic noenhanced font 'sans,12' background '#ffffff'
+set output '{output}'
+set title '{title}'
+set grid
+set key outside right top
+"""
+
+
+def plot(bench, name, title, body, data):
+    """Writes `name`.dat files and runs gnuplot to make `name`.svg; returns the SVG path."""
+    plots_dir = os.path.join(bench.out, "plots")
+    os.makedirs(plots_dir, exist_ok=True)
+    for suffix, text in data.items():
+        with open(os.path.join(plots_dir, f"{name}{suffix}.dat"), "w") as f:
+            f.write(text)
+    svg = os.path.join(plots_dir, f"{name}.svg")
+    # The script names its files relative to plots/, so that it can be re-run from there.
+    script = GNUPLOT_HEAD.format(output=f"{name}.svg", title=title) + body
+    with open(os.path.join(plots_dir, f"{name}.gp"), "w") as f:
+        f.write(script)
+    proc = subprocess.run(["gnuplot", f"{name}.gp"], cwd=plots_dir, capture_output=True,
+                          text=True)
+    if proc.returncode != 0 or not os.path.exists(svg):
+        bench.notice(f"gnuplot failed on {name}: {proc.stderr.strip()[:300]}")
+        return None
+    return svg
+
+
+# Line colours, one per stage or configuration, distinct also in grey print.
+COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d", "#e6ab02", "#666666"]
+
+
+def series_plot(bench, name, title, xlabel, ylabel, series, logx=True, logy=True, styles=None):
+    """A line plot with one line per series: {label: [(x, median, min, max), ...]}.
+
+    `styles` may give a series (colour index, dash type); by default each series gets the
+    next colour and a solid line. Error bars show the min-max over the rounds.
+    """
+    data = {}
+    parts = []
+    for i, (label, points) in enumerate(series.items()):
+        if not points:
+            continue
+        colour, dash = (styles or {}).get(label, (i, 1))
+        data[f"-{i}"] = "".join(f"{x} {m} {lo} {hi}\n" for x, m, lo, hi in points)
+        parts.append(f"'{name}-{i}.dat' using 1:2:3:4 with yerrorlines lw 2 "
+                     f"lc rgb '{COLOURS[colour % len(COLOURS)]}' dt {dash} title '{label}'")
+    if not parts:  # Still write the SVG, saying that there was nothing to plot.
+        logx = logy = False
+        parts = ["[0:1] 2 notitle"]
+        xlabel += "' \nset label 'no data' at graph 0.45,0.5\nset yrange [0:1]\nset xlabel '"
+    body = (f"set xlabel '{xlabel}'\nset ylabel '{ylabel}'\n" +
+            ("set logscale x\n" if logx else "") + ("set logscale y\n" if logy else "") +
+            "plot " + ", \\\n     ".join(parts) + "\n")
+    return plot(bench, name, title, body, data)
+
+
+def make_plots(bench):
+    res = bench.results
+    svgs = []
+    if "hello" in res:
+        rows = [x for x in res["hello"]["summary"]]
+        text = "".join(
+            f"{i} \"{x['target']}\" {x['rps']['median']} {x['rps']['min']} {x['rps']['max']}\n"
+            if x["rps"] else f"{i} \"{x['target']}\" 0 0 0\n" for i, x in enumerate(rows))
+        body = ("set style fill solid 0.6 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
+                "set xtics rotate by -30\nset ylabel 'requests/s (median, min-max)'\n"
+                "unset key\nplot 'hello.dat' using 1:3:xtic(2) with boxes lc rgb '#4477aa', "
+                "'' using 1:3:4:5 with yerrorbars lc rgb '#222222' pt 0\n")
+        svgs.append(plot(bench, "hello", "Hello world: wrk keep-alive GET / throughput", body,
+                         {"": text}))
+    if "transfers" in res:
+        series = {}
+        styles = {}  # One colour per stage; downloads solid, uploads dashed.
+        stages = [s for s, *_ in bench.stages]
+        for x in res["transfers"]["summary"]:
+            label = f"{x['stage']} {x['direction']}"
+            styles[label] = (stages.index(x["stage"]), 1 if x["direction"] == "download" else 2)
+            points = series.setdefault(label, [])
+            if x["seconds"]:
+                s = x["seconds"]
+                points.append((x["size"], s["median"], s["min"], s["max"]))
+        svgs.append(series_plot(bench, "transfers", "Transfer time vs size (log-log; "
+                                "skipped sizes are missing points)", "bytes", "seconds", series,
+                                styles=styles))
+    if "pipelining" in res:
+        series = {}
+        for x in res["pipelining"]["summary"]:
+            points = series.setdefault(x["stage"], [])
+            if x["seconds"]:
+                s = x["seconds"]
+                points.append((x["depth"], s["median"], s["min"], s["max"]))
+        svgs.append(series_plot(bench, "pipelining", "Pipelined GET / on one connection",
+                                "requests in the burst", "seconds until all answers", series))
+    if "idle" in res:
+        series = {}
+        for x in res["idle"]["summary"]:
+            series[x["config"]] = [(e["level"], e["p50_us"]["median"], e["p50_us"]["min"],
+                                    e["p50_us"]["max"]) for e in x["rows"] if e["p50_us"]]
+        svgs.append(series_plot(bench, "idle", "GET / latency vs idle connections (p50; "
+                                "a line ends where a backend reached its limit)",
+                                "idle connections", "microseconds", series, logx=False))
+    if "timers" in res:
+        series = {}
+        for x in res["timers"]["summary"]:
+            points = series.setdefault(x["stage"], [])
+            if x["cpu_s"]:
+                s = x["cpu_s"]
+                points.append((x["n"], s["median"], s["min"], s["max"]))
+        svgs.append(series_plot(bench, "timers", "Timers: insert N, cancel N/2, run the rest",
+                                "N", "CPU seconds", series))
+    return [s for s in svgs if s]
+
+
+# --------------------------------------------------------------------------------------------
+# The machine, and the whole run
+# --------------------------------------------------------------------------------------------
+
+
+def machine_description():
+    def first_line(command):
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=10)
+            text = (proc.stdout + proc.stderr).strip()
+            return text.splitlines()[0] if text else None
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_total = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_total = f.readline().split(":")[1].strip()
+    except OSError:
+        pass
+    os_name = None
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    os_name = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory": mem_total,
+        "kernel": platform.release(),
+        "os": os_name,
+        "python": sys.version.split()[0],
+        "wrk": first_line(["wrk", "-v"]),
+        "nginx": first_line(["nginx", "-v"]) if shutil.which("nginx") else None,
+        "gnuplot": first_line(["gnuplot", "--version"]) if shutil.which("gnuplot") else None,
+        "git_commit": first_line(["git", "-C", ROOT, "rev-parse", "HEAD"]),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def write_outputs(bench, started, interrupted, replot=False):
+    res = bench.results
+    compute_targets(bench)
+    sections = tables(bench)
+    svgs = make_plots(bench) if shutil.which("gnuplot") else []
+    if not shutil.which("gnuplot"):
+        bench.notice("gnuplot not installed (gnuplot-nox): no plots")
+    if not replot:
+        bench.machine["load_average_at_end"] = os.getloadavg()
+        bench.duration = time.time() - started
+    document = {
+        "mode": bench.mode,
+        "config": bench.cfg,
+        "machine": bench.machine,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": bench.duration,
+        "interrupted": interrupted,
+        "invocation": bench.invocation,
+        "stages": [{"stage": s, "directory": d, "server": b, "timers": t}
+                   for s, d, b, t in bench.stages],
+        "notices": bench.notices,
+        "commands": bench.commands,
+        "workloads": {k: v for k, v in res.items() if k != "targets"},
+        "targets": res.get("targets", []),
+        "plots": [os.path.relpath(s, bench.out) for s in svgs],
+    }
+    with open(os.path.join(bench.out, "results.json"), "w") as f:
+        json.dump(document, f, indent=1)
+    m = bench.machine
+    md = [f"# tornado-stages benchmark ({bench.mode})", ""]
+    if interrupted:
+        md += ["**Interrupted: partial results.**", ""]
+    md += [f"- Machine: {m['cpu_model']}, {m['cores']} cores, {m['memory']} RAM, "
+           f"kernel {m['kernel']}, {m['os']}",
+           f"- Load average at start {m['load_average_at_start'][0]:.2f}, at end "
+           f"{m['load_average_at_end'][0]:.2f} (other processes on the machine skew timings)",
+           f"- Rounds: {bench.cfg['rounds']}, stages interleaved; medians with (min–max) over "
+           f"the rounds; started {document['started']}, took {document['duration_s']:.0f} s",
+           f"- Commit: {m['git_commit']}; tools: {m['wrk']}; {m['nginx']}; "
+           f"python {m['python']}", ""]
+    if bench.notices:
+        md += ["## Notices", ""] + [f"- {n}" for n in bench.notices] + [""]
+    for title, table in sections:
+        md += [f"## {title}", "", table, ""]
+    md += ["## Reading the tables", ""] + [f"- {n}" for n in READING_NOTES] + [""]
+    if svgs:
+        md += ["## Plots", ""] + [f"![{os.path.basename(s)}]({os.path.relpath(s, bench.out)})"
+                                  for s in svgs] + [""]
+    templates = []
+    for command in bench.commands:  # One line per distinct command, ports and temp dirs hidden.
+        generic = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", command)
+        generic = re.sub(r"/tmp/bench-nginx-\w+", "TMPDIR", generic)
+        if generic not in templates:
+            templates.append(generic)
+    md += ["## Commands", "", "Invocation: `" + document["invocation"] + "`", "",
+           "Every process started (each distinct command once; results.json lists every run). "
+           "The clients of the transfers, pipelining and idle workloads are run.py itself.", "",
+           "```"] + templates + ["```", ""]
+    with open(os.path.join(bench.out, "results.md"), "w") as f:
+        f.write("\n".join(md))
+    # The terminal gets the same tables.
+    log("")
+    for title, table in sections:
+        log(f"== {title}\n{table}\n")
+    log(f"Results: {os.path.join(bench.out, 'results.md')}")
+    log(f"         {os.path.join(bench.out, 'results.json')}")
+    for s in svgs:
+        log(f"Plot:    {s}")
+
+
+def replot(args):
+    """Rebuilds results.md, results.json and the plots from an earlier run's results.json."""
+    with open(args.replot) as f:
+        document = json.load(f)
+    args.quick = document["mode"] == "quick"
+    bench = Bench.__new__(Bench)  # No binaries needed: fill in what the writers read.
+    bench.args, bench.mode, bench.cfg = args, document["mode"], document["config"]
+    bench.out = os.path.abspath(args.out)
+    os.makedirs(bench.out, exist_ok=True)
+    bench.stages = [(x["stage"], x["directory"], x["server"], x["timers"])
+                    for x in document["stages"]]
+    bench.results = dict(document["workloads"])
+    bench.machine, bench.commands = document["machine"], document["commands"]
+    bench.notices, bench.duration = document["notices"], document["duration_s"]
+    bench.invocation = document["invocation"]
+    started = time.mktime(time.strptime(document["started"][:19], "%Y-%m-%dT%H:%M:%S"))
+    write_outputs(bench, started, document["interrupted"], replot=True)
+    return 0
+
+
+def interrupt(signum, frame):
+    """SIGTERM handler: raise KeyboardInterrupt, as Ctrl-C does."""
+    raise KeyboardInterrupt()
+
+
+WORKLOADS = {
+    "hello": workload_hello,
+    "transfers": workload_transfers,
+    "pipelining": workload_pipelining,
+    "idle": workload_idle,
+    "timers": workload_timers,
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the short run (CI's smoke test)")
+    parser.add_argument("--build-dir", default=os.path.join(ROOT, "build", "release"),
+                        help="where the stages were built (default build/release)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "bench"),
+                        help="where results and plots go (default build/bench)")
+    parser.add_argument("--only", default=",".join(WORKLOADS),
+                        help="comma-separated workloads to run (default all)")
+    parser.add_argument("--rounds", type=int, default=0, help="override the number of rounds")
+    parser.add_argument("--replot", metavar="RESULTS_JSON",
+                        help="run nothing: rewrite tables and plots from a results.json into --out")
+    args = parser.parse_args()
+    if args.replot:
+        return replot(args)
+
+    started = time.time()
+    limit = raise_fd_limit()
+    bench = Bench(args)
+    bench.temp_dirs = []
+    bench.invocation = " ".join([sys.executable] + sys.argv)
+    bench.machine = machine_description()
+    log(f"Benchmark ({bench.mode}): {len(bench.stages)} stages from {bench.build_dir}, "
+        f"{bench.cfg['rounds']} rounds, results in {bench.out}")
+    if limit < 10100:
+        bench.notice(f"open-file limit {limit}: idle levels above it will fail")
+    if not shutil.which("wrk"):
+        bench.notice("wrk not installed: hello workload skipped (`make deps` installs it)")
+    # Ctrl-C raises KeyboardInterrupt even where the shell started us with SIGINT ignored (a
+    # background job), and SIGTERM (e.g. from a CI timeout) does the same, so that the cleanup
+    # below always runs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
+    interrupted = False
+    try:
+        for name in args.only.split(","):
+            if name not in WORKLOADS:
+                parser.error(f"unknown workload {name}")
+            if name == "hello" and not shutil.which("wrk"):
+                continue
+            WORKLOADS[name](bench)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping servers and writing partial results")
+    finally:
+        Server.stop_all()
+        for d in bench.temp_dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    write_outputs(bench, started, interrupted)
+    bench.server_log.close()
+    return 130 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
