@@ -7,6 +7,8 @@
 #   make build            configure and build PRESET (dev, asan or release)
 #   make test             run the tests of an existing build
 #   make serve STAGE=...  build and start one stage's server (PORT=8888 by default)
+#   make docs             build the course site (build/docs/index.html) and check its links
+#   make diff FROM=stage1-v1.0 TO=stage2-v2.0   a stage diff in the terminal
 #   make format           clang-format every source file
 
 PRESET ?= dev
@@ -26,11 +28,14 @@ STAGES := $(sort $(wildcard stage[0-9]-*))
 # stage0-pre1.0 -> stage0: the prefix names its targets (stage0-server, stage0-unit, ...).
 stage_prefix = $(firstword $(subst -, ,$(1)))
 
+# The documentation site (make docs, make diff): its own fragment, with its own packages.
+include docs/docs.mk
+
 # Debian packages, by what they are for.
 DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev
 DEPS_TEST  := curl python3 procps
 DEPS_TOOLS := clang-format
-DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS)
+DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_DOCS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

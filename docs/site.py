@@ -161,7 +161,10 @@ def source_link(site, stage, function):
     relpath, line = found
     page = source_page(relpath)
     anchor = f"l{line:05d}"
-    with open(os.path.join(site, stage, page), encoding="utf-8") as f:
+    path = os.path.join(site, stage, page)
+    if not os.path.isfile(path):
+        sys.exit(f"site.py: Doxygen made no source page {path} for {function}")
+    with open(path, encoding="utf-8") as f:
         if f'id="{anchor}"' not in f.read():
             sys.exit(f"site.py: {stage}/{page} has no line anchor {anchor} for {function}")
     return f"{stage}/{page}#{anchor}", relpath, line, function
@@ -192,7 +195,6 @@ def cmd_landing(args):
     rows = []
     for i, (stage, page, release, ref, year, design) in enumerate(present):
         prev = present[i - 1][0] if i > 0 else None
-
         nxt = present[i + 1][0] if i + 1 < len(present) else None
 
         def changed(relpath):
@@ -206,7 +208,8 @@ def cmd_landing(args):
             verb = "changed by" if prev else "next changed by"
             if not anchor:
                 return f"<br><span class=chg>unchanged in {link(href, old + ' → ' + new)}</span>"
-            return f"<br><span class=chg>{verb} {link(href, old + ' → ' + new)}</span>"
+            return (f"<br><span class=chg>{verb} "
+                    f"{link(href, relpath + ' in ' + old + ' → ' + new)}</span>")
 
         loop = next(filter(None, (source_link(site, stage, f) for f in LOOP_FUNCTIONS)), None)
         if not loop:
@@ -224,8 +227,8 @@ def cmd_landing(args):
                 read_items.append(f"<li>{link(found[0], label)}</li>")
         if not read_items:
             sys.exit(f"site.py: no IOStream read path found in {stage}")
-        cells_read = (f"<span class=where>{html.escape(read_file)}</span><ul>{''.join(read_items)}</ul>"
-                      f"{changed(read_file)}")
+        cells_read = (f"<span class=where>{html.escape(read_file)}</span>"
+                      f"<ul>{''.join(read_items)}</ul>{changed(read_file)}")
         original = f"https://github.com/tornadoweb/tornado/tree/{ref}/tornado"
         rows.append(f"""
 <tr>
@@ -253,6 +256,11 @@ def cmd_landing(args):
         extra = " · ".join(link("bench/" + n, n) for n in sorted(os.listdir(bench))
                            if n.endswith((".md", ".json", ".txt", ".csv"))
                            and os.path.isfile(os.path.join(bench, n)))
+        with open(os.path.join(bench, "results.md"), encoding="utf-8") as f:
+            results = f.read()
+        with open(os.path.join(bench, "results.html"), "w", encoding="utf-8") as f:
+            f.write(RESULTS_TEMPLATE.format(results=html.escape(results)))
+        extra = link("bench/results.html", "the tables") + " · " + extra
         bench_html = (f"<p>The latest benchmark run on this machine: {extra}.</p>{plots}"
                       "<p>Run <code>make bench</code> again, then <code>make docs</code>, "
                       "to refresh them.</p>")
@@ -316,6 +324,24 @@ changed, so a diff reads as the story of the release.</p>
 <h2>Building these pages</h2>
 <p><code>make docs</code> builds this site under <code>build/docs/</code> (Doxygen for each
 stage, diff2html for the diffs) and checks every internal link.</p>
+</body>
+</html>
+"""
+
+
+RESULTS_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>tornado-stages: benchmark results</title>
+<link rel="stylesheet" href="../landing.css">
+</head>
+<body>
+<p><a href="../index.html">tornado-stages: the course</a></p>
+<h1>Benchmark results</h1>
+<p>The tables of the last <code>make bench</code> run, as the benchmark wrote them
+(<a href="results.md">results.md</a>); the plots are on the front page.</p>
+<pre class=results>{results}</pre>
 </body>
 </html>
 """
