@@ -1,12 +1,14 @@
 # A thin wrapper over CMake presets and ctest. Every target that needs tools first runs
 # `deps`, which installs only the Debian packages that are missing.
 #
-#   make run              set up, build every stage, serve STAGE (the course's main job)
+#   make run              set up, build, run the quick benchmark, build the docs (the main job)
 #   make check            set up, build, run every test
 #   make deps             install the Debian packages the project uses
 #   make build            configure and build PRESET (dev, asan or release)
 #   make test             run the tests of an existing build
 #   make serve STAGE=...  build and start one stage's server (PORT=8888 by default)
+#   make bench-quick      the per-stage benchmark, quick (about a minute); make bench: full
+#   make deps-peers       also install the benchmark's peers: real Tornado and nginx
 #   make docs             build the course site (build/docs/index.html) and check its links
 #   make diff FROM=stage1-v1.0 TO=stage2-v2.0   a stage diff in the terminal
 #   make format           clang-format every source file
@@ -28,14 +30,16 @@ STAGES := $(sort $(wildcard stage[0-9]-*))
 # stage0-pre1.0 -> stage0: the prefix names its targets (stage0-server, stage0-unit, ...).
 stage_prefix = $(firstword $(subst -, ,$(1)))
 
-# The documentation site (make docs, make diff): its own fragment, with its own packages.
+# The benchmark (make bench, make bench-quick) and the documentation site (make docs,
+# make diff): each in its own fragment, with its own packages.
+include tests/bench/bench.mk
 include docs/docs.mk
 
 # Debian packages, by what they are for.
 DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev
 DEPS_TEST  := curl python3 procps
 DEPS_TOOLS := clang-format
-DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_DOCS)
+DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_BENCH) $(DEPS_DOCS)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -46,9 +50,11 @@ all: build
 help:
 	@sed -n '1,/^$$/p' $(firstword $(MAKEFILE_LIST)) | sed 's/^# \{0,1\}//'
 
-run: deps build
-	@echo "Built every stage: $(STAGES)"
-	@$(MAKE) --no-print-directory serve-only STAGE=$(STAGE) PORT=$(PORT) PRESET=$(PRESET)
+# The main job: the side-by-side benchmark of every stage, then the course site with those
+# results embedded. Prints the benchmark's tables and the landing page's path.
+run: deps
+	@$(MAKE) --no-print-directory bench-quick
+	@$(MAKE) --no-print-directory docs
 
 check: deps build test
 

@@ -133,13 +133,18 @@ def fmt_num(value, digits=3):
     return f"{value:.{decimals}f}"
 
 
-def fmt_spread(s, scale=1.0, digits=3):
-    """'median (min-max)' of a spread() result, each value multiplied by `scale`."""
+def fmt_spread(s, scale=1.0, digits=3, rounds=None):
+    """'median (min-max)' of a spread() result, each value multiplied by `scale`.
+
+    With `rounds`, a value measured in fewer rounds than that says so: "[1 of 3 rounds]".
+    """
     if s is None:
         return "-"
     text = fmt_num(s["median"] * scale, digits)
     if s["n"] > 1:
         text += f" ({fmt_num(s['min'] * scale, digits)}–{fmt_num(s['max'] * scale, digits)})"
+    if rounds and s["n"] < rounds:
+        text += f" [{s['n']} of {rounds} rounds]"
     return text
 
 
@@ -692,8 +697,10 @@ def workload_transfers(bench):
     hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
     bench.pattern = (ALPHABET * (max(sizes) // 26 + 1))[:max(sizes)]
     runs = []
-    # Sizes skipped in an earlier round stay skipped, so that every round runs the same ladder.
+    # Every round runs the same ladder: sizes skipped in an earlier round stay skipped, and
+    # sizes measured in an earlier round are measured again whatever the prediction says.
     skipped = {}  # (stage, direction) -> {size: reason}
+    measured = {}  # (stage, direction) -> sizes measured in an earlier round
     rounds = cfg["rounds"]
     for r in range(1, rounds + 1):
         for short, *_ in bench.stages:
@@ -704,6 +711,7 @@ def workload_transfers(bench):
                 for direction, function in (("download", download), ("upload", upload)):
                     done = []  # (size, seconds) measured this round, for the prediction.
                     skip = skipped.setdefault((short, direction), {})
+                    before = measured.setdefault((short, direction), set())
                     over = False
                     for size in sizes:
                         record = {"stage": short, "direction": direction, "size": size, "round": r}
@@ -713,7 +721,7 @@ def workload_transfers(bench):
                         elif over:
                             record["skipped"] = skip[size] = (
                                 "over budget (a smaller size took longer)")
-                        elif predicted > budget:
+                        elif predicted > budget and size not in before:
                             record["skipped"] = skip[size] = (
                                 f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
                         else:
@@ -721,6 +729,7 @@ def workload_transfers(bench):
                                 seconds = function(bench, server.port, size, hard_limit)
                                 record.update(seconds=seconds, mb_per_s=size / seconds / 1e6)
                                 done.append((size, seconds))
+                                before.add(size)
                                 over = seconds > budget
                             except Exception as error:
                                 record["error"] = f"{type(error).__name__}: {error}"
@@ -1030,7 +1039,8 @@ def workload_timers(bench):
     hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
     rounds = cfg["rounds"]
     runs = []
-    skipped = {}  # stage -> {n: reason}
+    skipped = {}  # stage -> {n: reason}; as for transfers, every round runs the same ladder
+    measured = {}  # stage -> the N measured in an earlier round
     stages = [s for s in bench.stages if s[3]]
     for r in range(1, rounds + 1):
         for short, _, _, binary in stages:
@@ -1038,6 +1048,7 @@ def workload_timers(bench):
             done = []
             over = False
             skip = skipped.setdefault(short, {})
+            before = measured.setdefault(short, set())
             parts = []
             for n in sizes:
                 record = {"stage": short, "n": n, "round": r}
@@ -1046,7 +1057,7 @@ def workload_timers(bench):
                     record["skipped"] = skip[n]
                 elif over:
                     record["skipped"] = skip[n] = "over budget (a smaller N took longer)"
-                elif predicted > budget:
+                elif predicted > budget and n not in before:
                     record["skipped"] = skip[n] = (
                         f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
                 else:
@@ -1064,6 +1075,7 @@ def workload_timers(bench):
                             # CPU time: the program is single-threaded and CPU-bound, so its
                             # CPU time is its cost even when other processes share the cores.
                             done.append((n, data["cpu_s"]))
+                            before.add(n)
                             over = data["cpu_s"] > budget
                     except subprocess.TimeoutExpired:
                         record["error"] = f"timed out after {hard_limit:g} s"
@@ -1241,6 +1253,7 @@ def tables(bench):
     """The side-by-side tables, one per workload, as Markdown sections."""
     res = bench.results
     out = []
+    r = bench.cfg["rounds"]  # A cell measured in fewer rounds says so.
     if "hello" in res:
         rows = []
         for x in res["hello"]["summary"]:
@@ -1248,7 +1261,7 @@ def tables(bench):
                 rows.append([x["target"], "FAILED: " + (x["failures"] or ["no data"])[0][:80],
                              "", "", "", "", ""])
                 continue
-            rows.append([x["target"], fmt_spread(x["rps"]), fmt_spread(x["p50_ms"]),
+            rows.append([x["target"], fmt_spread(x["rps"], rounds=r), fmt_spread(x["p50_ms"]),
                          fmt_spread(x["p99_ms"]), fmt_spread(x["server_cpu_us_per_request"]),
                          fmt_spread(x["wrk_cpu_share"], digits=2),
                          f"{x['failed_rounds']} failed" if x["failed_rounds"] else "ok"])
@@ -1265,7 +1278,7 @@ def tables(bench):
                 for short in stages:
                     x = next(e for e in summary if e["stage"] == short and e["size"] == size
                              and e["direction"] == direction)
-                    row.append(f"{fmt_spread(x['seconds'])} s · "
+                    row.append(f"{fmt_spread(x['seconds'], rounds=r)} s · "
                                f"{fmt_num(x['mb_per_s']['median'])} MB/s"
                                if x["seconds"] else cell_failed(x))
                 rows.append(row)
@@ -1280,7 +1293,8 @@ def tables(bench):
             row = [f"{depth:,}"]
             for short in stages:
                 x = next(e for e in summary if e["stage"] == short and e["depth"] == depth)
-                row.append(fmt_spread(x["seconds"], 1000) if x["seconds"] else cell_failed(x))
+                row.append(fmt_spread(x["seconds"], 1000, rounds=r) if x["seconds"]
+                           else cell_failed(x))
             rows.append(row)
         out.append(("Pipelining (ms until all answers of a burst were read)",
                     md_table(["requests"] + stages, rows)))
@@ -1292,7 +1306,8 @@ def tables(bench):
             for x in summary:
                 e = x["rows"][i]
                 if e["p50_us"]:
-                    row.append(f"{fmt_spread(e['p50_us'])} / {fmt_num(e['p99_us']['median'])}")
+                    row.append(f"{fmt_spread(e['p50_us'], rounds=r)} / "
+                               f"{fmt_num(e['p99_us']['median'])}")
                 elif e["limit"]:
                     row.append("limit: " + e["limit"])
                 elif e["failures"]:
@@ -1313,7 +1328,8 @@ def tables(bench):
             row = [f"{n:,}"]
             for short in stages:
                 x = next(e for e in summary if e["stage"] == short and e["n"] == n)
-                row.append(f"{fmt_spread(x['cpu_s'])} s (wall {fmt_num(x['total_s']['median'])} s)"
+                row.append(f"{fmt_spread(x['cpu_s'], rounds=r)} s "
+                           f"(wall {fmt_num(x['total_s']['median'])} s)"
                            if x["cpu_s"] else cell_failed(x))
             rows.append(row)
         out.append(("Timers (N timeouts in random order, half cancelled, the rest run; "
