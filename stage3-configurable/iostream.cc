@@ -420,7 +420,7 @@ bool IOStream::read_from_buffer_() {
     // A multi-byte delimiter may straddle two chunks, but it is usually near the front; 2.0's
     // merge of the whole buffer before every search was costly, and consume_() split it again.
     // Each attempt still searches from offset 0 and re-copies the prefix: a delimiter that
-    // arrives late in many chunks still costs O(n^2) (4.0 remembers where the search stopped).
+    // arrives late in many chunks still costs O(n^2) (a known defect of stage3).
     while (!read_buffer_.empty()) {
       std::size_t loc = read_buffer_.front().find(*read_delimiter_);
       if (loc != std::string::npos) {

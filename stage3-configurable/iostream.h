@@ -85,7 +85,7 @@ void double_prefix(std::deque<std::string>& deque);
 /// - read_until() searches the first entry only and, failing that, grows it with
 ///   double_prefix() and searches again, instead of merging the whole buffer first. Each
 ///   attempt still searches from offset 0 and copies the prefix again, so a header block
-///   that trickles in is still O(n^2) (4.0 remembers where the last search stopped);
+///   that trickles in is still O(n^2), a known defect of 3.0;
 /// - write() splits data over 128 KiB into 128 KiB chunks up front (2.3, issue #515), so
 ///   sending a large write no longer copies its remainder again and again: O(n).
 ///
@@ -93,7 +93,9 @@ void double_prefix(std::deque<std::string>& deque);
 /// not registered):
 /// - registration is lazy: the fd is added to the loop, for ERROR plus the bit wanted, by
 ///   the first read that cannot finish inline, the first write() that leaves bytes unsent, or
-///   the first callback chain that ends with nothing pending (maybe_add_error_listener_());
+///   the first callback chain that ends with nothing pending (maybe_add_error_listener_()).
+///   A stream that has neither read nor written is not watched at all, so it does not notice
+///   its peer closing, and set_close_callback() does not change that (4.0 made it register);
 /// - once registered the mask is never ERROR alone: READ is watched while a read is pending
 ///   *and* while the stream is idle, because since 2.1.1 ERROR no longer includes EPOLLRDHUP
 ///   and a peer's EOF must show up as a 0-byte read. The price: bytes a client pipelines
@@ -105,7 +107,7 @@ void double_prefix(std::deque<std::string>& deque);
 ///   end of handle_events_().
 ///
 /// Reads are eager, as in 2.0: a read first tries the buffer, then drains the socket (4 KiB
-/// per recv(), until EAGAIN), and handle_read_() does the same; since 3.0 neither stops early
+/// per recv(), until EAGAIN), and handle_read_() does the same; since 2.3 neither stops early
 /// when the read is satisfied. And no user callback runs inside a stream call: read, write,
 /// connect and close callbacks are all queued with IOLoop::add_callback() and run on the
 /// next iteration (since 2.1 without exception: read_bytes(0) is queued too). 3.0 counts the
@@ -203,7 +205,8 @@ class IOStream {
   /// is pending nothing is sent. Throws StreamClosedError on a closed stream.
   /// \tornado{v3.0.0,tornado/iostream.py,IOStream.write}
   void write(const std::string& data, Callback callback = nullptr);
-  /// Calls `callback` when the stream closes, from whichever path closes it.
+  /// Calls `callback` when the stream closes, from whichever path closes it. A stream not yet
+  /// registered (no read or write so far) does not see its peer close (see the class comment).
   /// \tornado{v3.0.0,tornado/iostream.py,IOStream.set_close_callback}
   void set_close_callback(Callback callback);
   /// Unregisters (if registered) and closes the socket, then queues the close callback.
