@@ -25,19 +25,6 @@ std::string all_byte_values() {
   return s + "\r\n\r\nGET / HTTP/1.1\r\n\r\n";  // Looks like a request; must stay a body.
 }
 
-// Bytes that do not repeat with a short period, so a dropped or doubled chunk is detected.
-std::string pseudo_random_bytes(std::size_t n) {
-  std::string s(n, '\0');
-  std::uint32_t x = 2463534242u;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
 json request_json(int port, const std::string& raw) {
   auto r = round_trip(port, raw);
   REQUIRE_EQ(r.status, 200);

@@ -172,8 +172,18 @@ std::size_t prefork_children(const std::vector<std::string>& args) {
     if (args[i].rfind("--processes=", 0) == 0) value = args[i].c_str() + 12;
     if (value) processes = std::strtol(value, nullptr, 10);
   }
-  if (processes <= 0) processes = ::sysconf(_SC_NPROCESSORS_CONF);
+  if (processes == 1) return 0;
+  // How each stage counts CPUs for 0: 1.0 asked for the configured ones, 2.0 and later for
+  // those online.
+  if (processes <= 0) {
+    processes = ::sysconf(TORNADO_STAGE >= 2 ? _SC_NPROCESSORS_ONLN : _SC_NPROCESSORS_CONF);
+  }
+#if TORNADO_HAS_CONFIGURABLE
+  // 3.0's fork_processes forks for any count but 1, even a single child on a one-CPU machine.
+  return static_cast<std::size_t>(processes);
+#else
   return processes > 1 ? static_cast<std::size_t>(processes) : 0;
+#endif
 }
 
 int pidfd_open(pid_t pid) {
@@ -647,6 +657,18 @@ std::string alphabet_bytes(std::size_t n) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i)
     s[i] = static_cast<char>('a' + i % 26);
+  return s;
+}
+
+std::string pseudo_random_bytes(std::size_t n) {
+  std::string s(n, '\0');
+  std::uint32_t x = 2463534242u;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
   return s;
 }
 

@@ -182,6 +182,10 @@ bool is_serving_pid(const ServerProcess& server, const std::string& body);
 /// The course app's /bytes/N content: byte i is 'a' + i % 26.
 std::string alphabet_bytes(std::size_t n);
 
+/// `n` bytes that do not repeat with a short period (xorshift), so that a dropped, doubled or
+/// reordered piece of a body is detected.
+std::string pseudo_random_bytes(std::size_t n);
+
 /// A memory figure of a process in bytes from /proc/PID/status: "VmRSS" (resident now) or
 /// "VmHWM" (peak resident).
 long memory_bytes(pid_t pid, std::string_view field);

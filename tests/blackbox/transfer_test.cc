@@ -128,20 +128,6 @@ std::string read_response_slowly(int fd, std::size_t piece, milliseconds guard) 
   return raw;
 }
 
-// Bytes that do not repeat with a short period, so a dropped, doubled or reordered piece
-// changes the echo.
-std::string xorshift_bytes(std::size_t n) {
-  std::string s(n, '\0');
-  std::uint32_t x = 88675123u;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
 }  // namespace
 
 TEST_CASE("transfer: GET /bytes of 4 MiB read 4 KiB at a time arrives byte-exact") {
@@ -171,7 +157,7 @@ TEST_CASE("transfer: GET /bytes of 4 MiB read 4 KiB at a time arrives byte-exact
 TEST_CASE("transfer: a 4 MiB POST /echo sent 1000 bytes at a time is echoed byte-exact") {
   ServerProcess server;
   Connection c(server.port());
-  const std::string body = xorshift_bytes(kTransferSize);
+  const std::string body = pseudo_random_bytes(kTransferSize);
   c.send("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n");
   // Many small writes (TCP_NODELAY is on, so most leave as segments of their own): the server

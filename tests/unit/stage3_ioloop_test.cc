@@ -94,7 +94,8 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a sleeping loop") {
   });
   std::thread other([&] {
     // Wait until the loop runs, so the callback really arrives at a sleeping loop.
-    while (!loop->running()) std::this_thread::yield();
+    while (!loop->running())
+      std::this_thread::yield();
     loop->add_callback([&] {
       woken = true;
       loop->stop();
@@ -111,9 +112,11 @@ TEST_CASE("IOLoop: timeouts with equal deadlines run in the order they were adde
   auto loop = unit::make_loop();
   std::vector<int> order;
   double deadline = loop->time() - 1;
-  for (int i = 0; i < 20; ++i) loop->add_timeout(deadline, [&order, i] { order.push_back(i); });
+  for (int i = 0; i < 20; ++i)
+    loop->add_timeout(deadline, [&order, i] { order.push_back(i); });
   REQUIRE(unit::run_until(*loop, [&] { return order.size() == 20; }));
-  for (int i = 0; i < 20; ++i) CHECK_EQ(order[static_cast<std::size_t>(i)], i);
+  for (int i = 0; i < 20; ++i)
+    CHECK_EQ(order[static_cast<std::size_t>(i)], i);
 }
 
 TEST_CASE("IOLoop: a timeout removed from inside another timeout's callback does not run") {
@@ -154,9 +157,8 @@ TEST_CASE("IOLoop: run_sync rethrows what the function or its future threw") {
                   std::runtime_error);
   CHECK_THROWS_AS(loop->run_sync([&] {
     auto future = tornado::Future<int>::create();
-    loop->add_callback([future] {
-      future->set_exception(std::make_exception_ptr(std::out_of_range("late")));
-    });
+    loop->add_callback(
+        [future] { future->set_exception(std::make_exception_ptr(std::out_of_range("late"))); });
     return future;
   }),
                   std::out_of_range);
@@ -174,10 +176,8 @@ TEST_CASE("IOLoop: add_future runs the callback on the loop, never inline") {
   auto loop = unit::make_loop();
   auto future = tornado::Future<std::string>::create();
   std::string got;
-  loop->add_future<std::string>(future,
-                                [&](std::shared_ptr<tornado::Future<std::string>> done) {
-                                  got = done->result();
-                                });
+  loop->add_future<std::string>(
+      future, [&](std::shared_ptr<tornado::Future<std::string>> done) { got = done->result(); });
   future->set_result("done");
   CHECK(got.empty());  // Queued with add_callback, not run by set_result().
   CHECK(unit::run_until(*loop, [&] { return !got.empty(); }));
