@@ -3,7 +3,7 @@
 // accepts every pending connection. Each connection gets a READ handler that echoes what
 // arrives. Sends are blocking, as in the docstring, to keep the example short.
 //
-// Usage: stage1-tcp-echo [PORT]   (default 8889; 0 picks a free port)
+// Usage: stageN-tcp-echo [PORT]   (default 8889; 0 picks a free port)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   socklen_t length = sizeof address;
   if (bind(sock, reinterpret_cast<sockaddr*>(&address), length) != 0 || listen(sock, 128) != 0 ||
       getsockname(sock, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    std::perror("stage1-tcp-echo");
+    std::perror(argv[0]);
     return 1;
   }
   std::printf("listening on http://127.0.0.1:%d\n", ntohs(address.sin_port));

@@ -1,6 +1,6 @@
-// stage2-periodic: the classic PeriodicCallback use, "print something every 2 seconds".
+// stageN-periodic: the classic PeriodicCallback use, "print something every 2 seconds".
 //
-// Usage: stage2-periodic [PERIOD_MS [COUNT] [WORK_MS]]   (defaults: 2000, forever, 0)
+// Usage: stageN-periodic [PERIOD_MS [COUNT] [WORK_MS]]   (defaults: 2000, forever, 0)
 //
 // Each line shows when the run happened, measured from start. With WORK_MS > 0 every run
 // also keeps the loop busy for that long, and 1.0's drift becomes visible: the next run is

@@ -1,11 +1,11 @@
-// stage3-fetch: a tiny asynchronous HTTP client, in the spirit of IOStream's docstring.
+// stageN-fetch: a tiny asynchronous HTTP client, in the spirit of IOStream's docstring.
 //
-// Usage: stage3-fetch PORT [PATH]   (fetches http://127.0.0.1:PORT/PATH, default "/")
+// Usage: stageN-fetch PORT [PATH]   (fetches http://127.0.0.1:PORT/PATH, default "/")
 //
 // Everything happens in callbacks on the IOLoop: connect(), then write the request, then
 // read_until() the end of the headers, then read_bytes() the body announced by
-// Content-Length. Start a server first, e.g. `stage3-server --port 8888 &` and then
-// `stage3-fetch 8888 /request`.
+// Content-Length. Start a server first, e.g. `stageN-server --port 8888 &` and then
+// `stageN-fetch 8888 /request`.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

@@ -3,7 +3,7 @@
 // connection as an IOStream. Each line a client sends (up to "\n") is written back.
 // (Stages 0-2 wrote this example against the IOLoop alone: there was no TCPServer yet.)
 //
-// Usage: stage3-tcp-echo [PORT]   (default 8889; 0 picks a free port)
+// Usage: stageN-tcp-echo [PORT]   (default 8889; 0 picks a free port)
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   try {
     server.listen(port, "127.0.0.1");
   } catch (const std::system_error& e) {
-    std::fprintf(stderr, "stage3-tcp-echo: %s\n", e.what());
+    std::fprintf(stderr, "stageN-tcp-echo: %s\n", e.what());
     return 1;
   }
   std::printf("listening on http://127.0.0.1:%d\n", server.port());
