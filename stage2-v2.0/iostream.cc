@@ -59,6 +59,7 @@ IOStream::IOStream(int fd, IOLoop* io_loop, std::size_t max_buffer_size,
       io_loop_(io_loop ? *io_loop : IOLoop::instance()),
       max_buffer_size_(max_buffer_size),
       read_chunk_size_(read_chunk_size),
+      recv_buffer_(read_chunk_size),
       state_(IOLoop::ERROR) {
   int flags = ::fcntl(fd_, F_GETFL);
   ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
@@ -249,8 +250,10 @@ void IOStream::handle_read_() {
 }
 
 std::size_t IOStream::read_from_socket_(std::string& chunk) {
-  chunk.resize(read_chunk_size_);
-  ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
+  // recv() lands in a buffer kept for the stream's lifetime, and only the bytes that arrived
+  // are copied out, as Python's recv() returned a string of exactly that size. (A fresh
+  // zero-filled 4 KiB string per call would cost more than parsing the request.)
+  ssize_t n = ::recv(fd_, recv_buffer_.data(), recv_buffer_.size(), 0);
   if (n < 0) {
     if (would_block(errno) || errno == EINTR) return 0;
     throw std::system_error(errno, std::generic_category(), "recv");
@@ -259,7 +262,7 @@ std::size_t IOStream::read_from_socket_(std::string& chunk) {
     close();
     return 0;
   }
-  chunk.resize(static_cast<std::size_t>(n));
+  chunk.assign(recv_buffer_.data(), static_cast<std::size_t>(n));
   return chunk.size();
 }
 
