@@ -5,9 +5,11 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
@@ -101,13 +103,42 @@ inline void set_nonblocking(int fd) {
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throw_errno("fcntl");
 }
 
+/// `size` bytes where byte i depends on its position, so a lost, repeated or reordered piece
+/// of a transfer shows up as a mismatch.
+inline std::string pattern_bytes(std::size_t size) {
+  std::string data(size, '\0');
+  for (std::size_t i = 0; i < size; ++i)
+    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  return data;
+}
+
+/// Receives `size` bytes from `fd` with no loop running (fewer if the peer closes); the poll
+/// deadline is a hang guard only.
+inline std::string receive_exactly(int fd, std::size_t size, int guard_ms = 5000) {
+  std::string data;
+  while (data.size() < size) {
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, guard_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    char buf[4096];
+    ssize_t got = ::recv(fd, buf, std::min(sizeof buf, size - data.size()), MSG_DONTWAIT);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got <= 0) break;
+    data.append(buf, static_cast<std::size_t>(got));
+  }
+  return data;
+}
+
 /// The other end of a connection under test, driven by the same loop: it sends what it is
 /// given as the socket accepts it and collects everything it receives until EOF. Driving the
 /// peer from the loop instead of a thread keeps each test single-threaded, so payloads larger
-/// than the socket buffers cannot deadlock.
+/// than the socket buffers cannot deadlock. With `read_per_event` > 0 it is a slow reader: one
+/// recv() of at most that many bytes per READ event, so the other side's sends are partial.
 class Peer {
  public:
-  Peer(tornado::IOLoop& loop, Fd fd) : loop_(loop), fd_(std::move(fd)) {
+  Peer(tornado::IOLoop& loop, Fd fd, std::size_t read_per_event = 0)
+      : loop_(loop), fd_(std::move(fd)), read_per_event_(read_per_event) {
     set_nonblocking(fd_.get());
     loop_.add_handler(
         fd_.get(), [this](int, std::uint32_t events) { handle_events(events); },
@@ -166,10 +197,12 @@ class Peer {
   }
   void drain() {
     char buf[65536];
+    std::size_t limit = read_per_event_ > 0 ? std::min(read_per_event_, sizeof buf) : sizeof buf;
     for (;;) {
-      ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+      ssize_t n = ::recv(fd_.get(), buf, limit, 0);
       if (n > 0) {
         received_.append(buf, static_cast<std::size_t>(n));
+        if (read_per_event_ > 0) return;
         continue;
       }
       if (n == 0) {
@@ -191,6 +224,7 @@ class Peer {
 
   tornado::IOLoop& loop_;
   Fd fd_;
+  std::size_t read_per_event_;
   bool registered_ = false;
   std::string outgoing_;
   std::string received_;

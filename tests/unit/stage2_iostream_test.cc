@@ -27,15 +27,6 @@ namespace {
 using unit::run_iterations;
 using unit::run_until;
 
-// Byte i of the payloads below: position-dependent, so a lost, repeated or reordered piece
-// shows up as a mismatch.
-[[maybe_unused]] std::string stage2_pattern(std::size_t size) {
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; ++i)
-    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
-  return data;
-}
-
 // Liveness check for the unit level: the loop still runs callbacks and dispatches I/O.
 [[maybe_unused]] void check_loop_alive(tornado::IOLoop& loop) {
   auto [a, b] = unit::socket_pair();
@@ -172,7 +163,7 @@ TEST_CASE("IOStream: connect to a loopback listener, then write and read_until a
   CHECK_FALSE(stream.closed());
 
   // More than the 128 KiB the stream hands to one send(), so it leaves in several pieces.
-  const std::string request = "HELLO\r\n" + stage2_pattern(300000);
+  const std::string request = "HELLO\r\n" + unit::pattern_bytes(300000);
   int write_calls = 0;
   stream.write(request, [&] { ++write_calls; });
   unit::Peer& peer = *listener.peer();
@@ -323,47 +314,30 @@ TEST_CASE("IOStream: a 4 MiB write arrives byte-exact at a peer reading 1000 byt
   auto loop = unit::make_loop();
   auto [a, b] = unit::socket_pair();
   tornado::IOStream stream(a.release(), loop.get());
-  unit::Fd reader = std::move(b);
-  unit::set_nonblocking(reader.get());
-
   // The peer takes one 1000-byte recv() per READ event, so the socket buffer fills and the
   // stream's sends are partial: the frozen-buffer and 128 KiB re-merge paths all run.
-  std::string received;
-  bool eof = false;
-  int read_error = 0;
-  loop->add_handler(
-      reader.get(),
-      [&](int fd, std::uint32_t) {
-        char buf[1000];
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n > 0) {
-          received.append(buf, static_cast<std::size_t>(n));
-        } else if (n == 0) {
-          eof = true;
-          loop->remove_handler(fd);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          read_error = errno;
-          loop->remove_handler(fd);
-        }
-      },
-      tornado::IOLoop::READ);
+  unit::Peer reader(*loop, std::move(b), 1000);
 
-  const std::string payload = stage2_pattern(4 << 20);
+  const std::string payload = unit::pattern_bytes(4 << 20);
   int write_calls = 0;
   stream.write(payload, [&] { ++write_calls; });
   REQUIRE(run_until(
-      *loop, [&] { return received.size() >= payload.size() || eof || read_error != 0; }, 30.0));
-  CHECK_EQ(read_error, 0);
-  CHECK_FALSE(eof);
-  CHECK_EQ(received.size(), payload.size());
-  const bool same = received == payload;  // not CHECK_EQ: a failure would print 4 MiB
+      *loop,
+      [&] {
+        return reader.received().size() >= payload.size() || reader.eof() || reader.error() != 0;
+      },
+      30.0));
+  CHECK_EQ(reader.error(), 0);
+  CHECK_FALSE(reader.eof());
+  CHECK_EQ(reader.received().size(), payload.size());
+  const bool same = reader.received() == payload;  // not CHECK_EQ: a failure would print 4 MiB
   CHECK(same);
   REQUIRE(run_until(*loop, [&] { return write_calls > 0; }));
   CHECK_FALSE(stream.writing());
 
   // The stream is still usable afterwards: its close reaches the peer as EOF.
   stream.close();
-  CHECK(run_until(*loop, [&] { return eof; }));
+  CHECK(run_until(*loop, [&] { return reader.eof(); }));
 }
 
 #endif  // TORNADO_STAGE >= 2

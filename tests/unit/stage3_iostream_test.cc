@@ -33,31 +33,6 @@ using unit::run_until;
 // here would instantiate libstdc++'s regex compiler in this file, where GCC 12 with ASan
 // warns falsely (see iostream.h).
 
-// Byte i of a payload: position-dependent, so a lost, repeated or reordered piece shows.
-std::string stage3_pattern(std::size_t size) {
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; ++i)
-    data[i] = static_cast<char>('A' + (i * 11 + i / 1000) % 26);
-  return data;
-}
-
-// Receives `size` bytes from `fd` with no loop running; the deadline is a hang guard only.
-std::string receive_without_loop(int fd, std::size_t size, int guard_ms = 5000) {
-  std::string data;
-  while (data.size() < size) {
-    pollfd p{fd, POLLIN, 0};
-    int n = ::poll(&p, 1, guard_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    char buf[4096];
-    ssize_t got = ::recv(fd, buf, std::min(sizeof buf, size - data.size()), MSG_DONTWAIT);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got <= 0) break;
-    data.append(buf, static_cast<std::size_t>(got));
-  }
-  return data;
-}
-
 }  // namespace
 
 TEST_CASE("IOStream: read_until_regex finds a blank line split across pieces and keeps the rest") {
@@ -171,7 +146,7 @@ TEST_CASE("IOStream: write() sends at once when the socket can take it (3.0 fast
   stream.write(message, [&] { ++callbacks; });
   // The loop has not run: the bytes can only have left inside write().
   CHECK_FALSE(stream.writing());
-  CHECK_EQ(receive_without_loop(client.get(), message.size()), message);
+  CHECK_EQ(unit::receive_exactly(client.get(), message.size()), message);
   // The write callback is still deferred to the loop.
   CHECK_EQ(callbacks, 0);
   REQUIRE(run_until(*loop, [&] { return callbacks > 0; }));
@@ -179,7 +154,7 @@ TEST_CASE("IOStream: write() sends at once when the socket can take it (3.0 fast
 
   // Liveness: a second write takes the same path.
   stream.write("again");
-  CHECK_EQ(receive_without_loop(client.get(), 5), "again");
+  CHECK_EQ(unit::receive_exactly(client.get(), 5), "again");
 }
 
 TEST_CASE("IOStream: a 1 MiB write and a write behind it reach a slow reader byte-exact") {
@@ -191,31 +166,10 @@ TEST_CASE("IOStream: a 1 MiB write and a write behind it reach a slow reader byt
   ::setsockopt(server.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
   ::setsockopt(client.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   tornado::IOStream stream(server.release(), loop.get());
-  unit::Fd reader = std::move(client);
-  unit::set_nonblocking(reader.get());
-
   // The peer takes one recv() of at most 3000 bytes per READ event.
-  std::string received;
-  bool eof = false;
-  int read_error = 0;
-  loop->add_handler(
-      reader.get(),
-      [&](int fd, std::uint32_t) {
-        char buf[3000];
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n > 0) {
-          received.append(buf, static_cast<std::size_t>(n));
-        } else if (n == 0) {
-          eof = true;
-          loop->remove_handler(fd);
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          read_error = errno;
-          loop->remove_handler(fd);
-        }
-      },
-      tornado::IOLoop::READ);
+  unit::Peer reader(*loop, std::move(client), 3000);
 
-  const std::string payload = stage3_pattern(1 << 20);
+  const std::string payload = unit::pattern_bytes(1 << 20);
   const std::string tail = "-- tail --";
   int first_callbacks = 0;
   int second_callbacks = 0;
@@ -226,11 +180,14 @@ TEST_CASE("IOStream: a 1 MiB write and a write behind it reach a slow reader byt
   stream.write(tail, [&] { ++second_callbacks; });
   const std::size_t total = payload.size() + tail.size();
   REQUIRE(run_until(
-      *loop, [&] { return received.size() >= total || eof || read_error != 0; }, 30.0));
-  CHECK_EQ(read_error, 0);
-  CHECK_FALSE(eof);
-  CHECK_EQ(received.size(), total);
-  const bool same = received == payload + tail;  // not CHECK_EQ: a failure would print 1 MiB
+      *loop,
+      [&] { return reader.received().size() >= total || reader.eof() || reader.error() != 0; },
+      30.0));
+  CHECK_EQ(reader.error(), 0);
+  CHECK_FALSE(reader.eof());
+  CHECK_EQ(reader.received().size(), total);
+  const bool same =
+      reader.received() == payload + tail;  // not CHECK_EQ: a failure would print 1 MiB
   CHECK(same);
   REQUIRE(run_until(*loop, [&] { return second_callbacks > 0; }));
   CHECK_EQ(second_callbacks, 1);
@@ -239,9 +196,9 @@ TEST_CASE("IOStream: a 1 MiB write and a write behind it reach a slow reader byt
 
   // Liveness: the stream still writes, and its close reaches the peer as EOF.
   stream.write("end");
-  REQUIRE(run_until(*loop, [&] { return received.size() == total + 3; }));
+  REQUIRE(run_until(*loop, [&] { return reader.received().size() == total + 3; }));
   stream.close();
-  CHECK(run_until(*loop, [&] { return eof; }));
+  CHECK(run_until(*loop, [&] { return reader.eof(); }));
 }
 
 #endif  // TORNADO_HAS_CONFIGURABLE

@@ -120,24 +120,6 @@ unit::Fd connect_client(const Endpoint& to) {
   return fd;
 }
 
-// Receives exactly `size` bytes from `fd` without any loop running; the poll deadline is a
-// hang guard only.
-std::string receive(int fd, std::size_t size, int guard_ms = 5000) {
-  std::string data;
-  while (data.size() < size) {
-    pollfd p{fd, POLLIN, 0};
-    int n = ::poll(&p, 1, guard_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    char buf[4096];
-    ssize_t got = ::recv(fd, buf, std::min(sizeof buf, size - data.size()), MSG_DONTWAIT);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got <= 0) break;
-    data.append(buf, static_cast<std::size_t>(got));
-  }
-  return data;
-}
-
 // The sockets bind_sockets(0, address) gives: empty when the address family is unavailable
 // here (a kernel without IPv6).
 std::vector<int> bind_or_skip(const std::string& address) {
@@ -212,7 +194,7 @@ TEST_CASE("netutil: add_accept_handler accepts clients on 127.0.0.1 and ::1") {
       // And the accepted fd is that client's connection.
       const std::string hello = "hello " + std::to_string(i);
       unit::send_all(clients[i].get(), hello);
-      CHECK_EQ(receive(a.fd.get(), hello.size()), hello);
+      CHECK_EQ(unit::receive_exactly(a.fd.get(), hello.size()), hello);
     }
 
     // Liveness: a later client is accepted too.
