@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,7 @@ constexpr std::uint64_t kMaxDelayMs = 60000;    // /delay/MS: one minute at most
 constexpr std::string_view kAlphabet = "abcdefghijklmnopqrstuvwxyz";
 constexpr std::string_view kTextPlain = "text/plain";
 constexpr std::string_view kOctetStream = "application/octet-stream";
+constexpr std::size_t kJoinedBodyLimit = 64 * 1024;  // Larger bodies follow their headers.
 
 std::string_view reason_phrase(int status) {
   switch (status) {
@@ -50,9 +52,9 @@ std::string_view connection_header(const HTTPRequest& request) {
   return {};
 }
 
-// Sends a complete response with a single write(), finishes the request and writes the
-// access log line. The HTTP server never frames responses (Tornado's web.py did), so this is
-// where the status line and headers come from.
+// Sends a complete response, finishes the request and writes the access log line. The HTTP
+// server never frames responses (Tornado's web.py did), so this is where the status line and
+// headers come from.
 //
 // `content_length` defaults to the body's size. A HEAD response sends the headers only; a
 // route that can tell the length without building the body passes it with an empty body.
@@ -75,16 +77,19 @@ void respond(HTTPRequest& request, int status, std::string_view content_type, st
     response += "\r\n";
   }
   response += "\r\n";
-  if (request.method != "HEAD") {
-    response.reserve(response.size() + body.size());
-    response += body;
-    // Large bodies (up to 256 MiB) should not exist three times at once: here, in the
-    // response and in the stream's buffer.
-    std::string().swap(body);
-  }
+  // A small body joins the headers in one write(), so the whole response leaves in one
+  // packet. A large one (up to 256 MiB) is written after them on its own: copying it behind
+  // the headers first would cost a pass over every byte before the stream even sees it.
+  const bool separate = request.method != "HEAD" && body.size() > kJoinedBodyLimit;
+  if (request.method != "HEAD" && !separate) response += body;
 
   try {
     request.write(response);
+    if (separate) {
+      std::string().swap(response);
+      request.write(body);
+      std::string().swap(body);  // The stream holds its own copy now.
+    }
     request.finish();
   } catch (const tornado::StreamClosedError&) {
     LOG_DEBUG("client gone before %s %s was answered", request.method.c_str(), request.uri.c_str());
@@ -158,12 +163,14 @@ void bytes(const RequestPtr& request, std::string_view number) {
   std::uint64_t size = bounded_decimal(number, kMaxBytes);
   if (size > kMaxBytes) return respond_error(*request, 400);
   if (request->method == "HEAD") return respond(*request, 200, kOctetStream, {}, size);
-  // Whole alphabets at a time: byte i is kAlphabet[i % 26] all the same.
+  // Byte i is kAlphabet[i % 26]. The first alphabet is written out, then the body doubles
+  // by copying its own front (whole alphabets, so the pattern continues), then tops up.
   std::string body;
   body.reserve(size);
-  while (size - body.size() >= kAlphabet.size())
-    body += kAlphabet;
-  body += kAlphabet.substr(0, size - body.size());
+  body.append(kAlphabet.substr(0, std::min<std::uint64_t>(size, kAlphabet.size())));
+  while (!body.empty() && body.size() * 2 <= size)
+    body.append(body, 0, body.size());
+  body.append(body, 0, size - body.size());
   respond(*request, 200, kOctetStream, std::move(body));
 }
 

@@ -237,13 +237,14 @@ void prepare_process() {
     }
   }
 
-  // Serve buffers up to 32 MiB from the heap and keep freed memory for reuse. By default
-  // glibc maps every allocation above a threshold afresh and unmaps it on free, so a buffer
-  // that grows by copying (stage0's and stage1's strings) pays a page fault for every page
-  // of every copy, several times the cost of the copy itself. The copying is the lesson the
-  // benchmark measures; the page faults would only blur it, equally for every stage.
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+  // Serve every allocation from the heap and keep freed memory for reuse. By default glibc
+  // maps each allocation above a threshold (at most 32 MiB) afresh and unmaps it on free, so
+  // a buffer that grows by copying (stage0's and stage1's strings), and every large body or
+  // merged buffer in any stage, pays a page fault for every page of every copy: more than
+  // the copy itself. The copying is the lesson the benchmark measures; page faults would only
+  // blur it, equally for every stage. Up to 256 MiB of freed heap is kept before trimming.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 }
 
 void stop_on_signals(tornado::IOLoop& io_loop) {
