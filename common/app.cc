@@ -61,11 +61,21 @@ std::string_view connection_header(const HTTPRequest& request) {
 void respond(HTTPRequest& request, int status, std::string_view content_type, std::string body,
              std::optional<std::size_t> content_length = std::nullopt,
              std::string_view extra_header = {}) {
-  std::string response = "HTTP/1.1 " + std::to_string(status) + " ";
+  // A small body joins the headers in one write(), so the whole response leaves in one
+  // packet. A large one (up to 256 MiB) is written after them on its own: copying it behind
+  // the headers first would cost a pass over every byte before the stream even sees it.
+  const bool separate = request.method != "HEAD" && body.size() > kJoinedBodyLimit;
+  // Room for the headers (and a small body) up front: one allocation for the whole answer.
+  std::string response;
+  response.reserve(192 + content_type.size() + extra_header.size() + (separate ? 0 : body.size()));
+  response += "HTTP/1.1 ";
+  response += std::to_string(status);
+  response += ' ';
   response += reason_phrase(status);
   response += "\r\nContent-Type: ";
   response += content_type;
-  response += "\r\nContent-Length: " + std::to_string(content_length.value_or(body.size()));
+  response += "\r\nContent-Length: ";
+  response += std::to_string(content_length.value_or(body.size()));
   response += "\r\nServer: TornadoServer/" TORNADO_VERSION "\r\n";
   if (std::string_view connection = connection_header(request); !connection.empty()) {
     response += "Connection: ";
@@ -77,10 +87,6 @@ void respond(HTTPRequest& request, int status, std::string_view content_type, st
     response += "\r\n";
   }
   response += "\r\n";
-  // A small body joins the headers in one write(), so the whole response leaves in one
-  // packet. A large one (up to 256 MiB) is written after them on its own: copying it behind
-  // the headers first would cost a pass over every byte before the stream even sees it.
-  const bool separate = request.method != "HEAD" && body.size() > kJoinedBodyLimit;
   if (request.method != "HEAD" && !separate) response += body;
 
   try {

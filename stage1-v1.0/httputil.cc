@@ -59,7 +59,7 @@ void HTTPHeaders::parse_line(const std::string& line) {
 
 HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
   HTTPHeaders headers;
-  for (std::string line : split(headers_string, "\n")) {
+  for (std::string& line : split(headers_string, "\n")) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty()) headers.parse_line(line);
   }
@@ -86,9 +86,16 @@ std::string strip(const std::string& s, const char* chars) {
 
 std::vector<std::string> split(const std::string& s, const std::string& separator) {
   std::vector<std::string> parts;
+  // One allocation for the list, however many parts: count them first.
+  std::size_t count = 1;
+  for (std::size_t at = s.find(separator); at != std::string::npos;
+       at = s.find(separator, at + separator.size())) {
+    ++count;
+  }
+  parts.reserve(count);
   std::size_t start = 0;
   while (true) {
-    std::size_t at = s.find(separator, start);
+    std::size_t at = separator.size() == 1 ? s.find(separator[0], start) : s.find(separator, start);
     if (at == std::string::npos) break;
     parts.push_back(s.substr(start, at - start));
     start = at + separator.size();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -31,10 +32,25 @@ std::string lower(std::string s) {
 
 // True when the comma-separated header value lists `token` (compared case-insensitively).
 bool has_token(const std::string& value, const std::string& token) {
-  for (const std::string& part : split(value, ",")) {
-    if (lower(strip(part)) == token) return true;
+  // split(value, ","), strip and lower each part, compare: done in place, as this runs twice
+  // for every request (`token` is lower case).
+  std::string_view rest = value;
+  while (true) {
+    std::size_t comma = rest.find(',');
+    std::string_view part = rest.substr(0, comma);
+    std::size_t begin = part.find_first_not_of(" \t");
+    std::size_t end = part.find_last_not_of(" \t");
+    part =
+        begin == std::string_view::npos ? std::string_view() : part.substr(begin, end - begin + 1);
+    if (part.size() == token.size() &&
+        std::equal(part.begin(), part.end(), token.begin(), [](char a, char b) {
+          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
+        })) {
+      return true;
+    }
+    if (comma == std::string_view::npos) return false;
+    rest.remove_prefix(comma + 1);
   }
-  return false;
 }
 
 int hex_value(char c) {
@@ -445,8 +461,9 @@ int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content
     LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
     return 400;
   }
-  request_ = std::make_shared<HTTPRequest>(words[0], words[1], words[2], std::move(headers), "",
-                                           address_, "", "", shared_from_this());
+  request_ =
+      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
+                                    std::move(headers), "", address_, "", "", shared_from_this());
   // Course deviation: 2009 ignored Transfer-Encoding, so a chunked body was parsed as the
   // next request (request smuggling). It is refused; chunked requests arrived in 4.0.
   if (request_->headers.contains("Transfer-Encoding")) return 501;

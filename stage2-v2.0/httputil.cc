@@ -6,14 +6,25 @@
 #include "log.h"
 
 namespace tornado {
+namespace {
 
-std::string HTTPHeaders::get(const std::string& name, const std::string& default_value) const {
-  auto it = headers_.find(normalize_name(name));
+// The entry for a header name in either of the two maps, normalising the name only when it
+// needs it (see HTTPHeaders::is_normalized()).
+template <typename Map>
+typename Map::const_iterator find_header(const Map& map, std::string_view name) {
+  return HTTPHeaders::is_normalized(name) ? map.find(name)
+                                          : map.find(HTTPHeaders::normalize_name(name));
+}
+
+}  // namespace
+
+std::string HTTPHeaders::get(std::string_view name, const std::string& default_value) const {
+  auto it = find_header(headers_, name);
   return it == headers_.end() ? default_value : it->second;
 }
 
-bool HTTPHeaders::contains(const std::string& name) const {
-  return headers_.count(normalize_name(name)) > 0;
+bool HTTPHeaders::contains(std::string_view name) const {
+  return find_header(headers_, name) != headers_.end();
 }
 
 void HTTPHeaders::set(const std::string& name, const std::string& value) {
@@ -29,8 +40,8 @@ void HTTPHeaders::add(const std::string& name, const std::string& value) {
   as_list_[normalized].push_back(value);
 }
 
-std::vector<std::string> HTTPHeaders::get_list(const std::string& name) const {
-  auto it = as_list_.find(normalize_name(name));
+std::vector<std::string> HTTPHeaders::get_list(std::string_view name) const {
+  auto it = find_header(as_list_, name);
   return it == as_list_.end() ? std::vector<std::string>{} : it->second;
 }
 
@@ -61,15 +72,15 @@ void HTTPHeaders::parse_line(const std::string& line) {
 
 HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
   HTTPHeaders headers;
-  for (std::string line : split(headers_string, "\n")) {
+  for (std::string& line : split(headers_string, "\n")) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty()) headers.parse_line(line);
   }
   return headers;
 }
 
-std::string HTTPHeaders::normalize_name(const std::string& name) {
-  std::string normalized = name;
+std::string HTTPHeaders::normalize_name(std::string_view name) {
+  std::string normalized(name);
   bool word_start = true;
   for (char& c : normalized) {
     if (word_start && c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
@@ -77,6 +88,15 @@ std::string HTTPHeaders::normalize_name(const std::string& name) {
     word_start = c == '-';
   }
   return normalized;
+}
+
+bool HTTPHeaders::is_normalized(std::string_view name) {
+  bool word_start = true;
+  for (char c : name) {
+    if (word_start ? (c >= 'a' && c <= 'z') : (c >= 'A' && c <= 'Z')) return false;
+    word_start = c == '-';
+  }
+  return true;
 }
 
 void parse_multipart_form_data(std::string boundary, const std::string& data,
@@ -146,9 +166,16 @@ std::string strip(const std::string& s, const char* chars) {
 
 std::vector<std::string> split(const std::string& s, const std::string& separator) {
   std::vector<std::string> parts;
+  // One allocation for the list, however many parts: count them first.
+  std::size_t count = 1;
+  for (std::size_t at = s.find(separator); at != std::string::npos;
+       at = s.find(separator, at + separator.size())) {
+    ++count;
+  }
+  parts.reserve(count);
   std::size_t start = 0;
   while (true) {
-    std::size_t at = s.find(separator, start);
+    std::size_t at = separator.size() == 1 ? s.find(separator[0], start) : s.find(separator, start);
     if (at == std::string::npos) break;
     parts.push_back(s.substr(start, at - start));
     start = at + separator.size();

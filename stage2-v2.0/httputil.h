@@ -1,8 +1,10 @@
 // Tornado 2.0 (2011): HTTP utilities shared by the server and its clients.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,13 +20,13 @@ namespace tornado {
 /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders}
 class HTTPHeaders {
  public:
-  using Map = std::map<std::string, std::string>;  ///< Normalised name to value.
+  using Map = std::map<std::string, std::string, std::less<>>;  ///< Normalised name to value.
 
   /// The value of `name` (its values joined with ","), or `default_value` when absent.
   /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders.get}
-  std::string get(const std::string& name, const std::string& default_value = "") const;
+  std::string get(std::string_view name, const std::string& default_value = "") const;
   /// True when `name` is present.
-  bool contains(const std::string& name) const;
+  bool contains(std::string_view name) const;
   /// Sets `name` to `value`, replacing every earlier value.
   /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders.__setitem__}
   void set(const std::string& name, const std::string& value);
@@ -33,7 +35,7 @@ class HTTPHeaders {
   void add(const std::string& name, const std::string& value);
   /// Every value of `name`, in the order they were added; empty when absent.
   /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders.get_list}
-  std::vector<std::string> get_list(const std::string& name) const;
+  std::vector<std::string> get_list(std::string_view name) const;
   /// Every (name, value) pair, a repeated header once per value.
   /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders.get_all}
   std::vector<std::pair<std::string, std::string>> get_all() const;
@@ -53,11 +55,17 @@ class HTTPHeaders {
 
   /// "content-type" -> "Content-Type": each '-'-separated word capitalised, the rest lower.
   /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
-  static std::string normalize_name(const std::string& name);
+  static std::string normalize_name(std::string_view name);
+  /// True when `name` is in Http-Header-Case already, so that normalize_name() would return
+  /// it unchanged. 2.0 memoized normalize_name() and kept such a name as it was (a regex
+  /// check); here get(), contains() and get_list() look such a name up as it is, without
+  /// building a copy, which is what every lookup the server makes itself does.
+  /// \tornado{v2.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
+  static bool is_normalized(std::string_view name);
 
  private:
   Map headers_;
-  std::map<std::string, std::vector<std::string>> as_list_;
+  std::map<std::string, std::vector<std::string>, std::less<>> as_list_;
 };
 
 /// An uploaded file from a multipart/form-data body.

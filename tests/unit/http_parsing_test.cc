@@ -25,6 +25,29 @@ TEST_CASE("HTTPHeaders: normalize_name capitalises every dash-separated word") {
   CHECK_EQ(HTTPHeaders::normalize_name(""), "");
 }
 
+#if TORNADO_STAGE >= 2
+// 2.0 memoised the normalisation and kept a name already in Http-Header-Case as it was;
+// lookups with such a name skip the copy, and must find exactly what normalising finds.
+TEST_CASE("HTTPHeaders: is_normalized is true exactly when normalize_name changes nothing") {
+  using tornado::HTTPHeaders;
+  CHECK(HTTPHeaders::is_normalized("Content-Type"));
+  CHECK(HTTPHeaders::is_normalized("X-Forwarded-For"));
+  CHECK(HTTPHeaders::is_normalized("Content-Md5"));
+  CHECK(HTTPHeaders::is_normalized(""));
+  CHECK_FALSE(HTTPHeaders::is_normalized("content-type"));
+  CHECK_FALSE(HTTPHeaders::is_normalized("Content-MD5"));
+  CHECK_FALSE(HTTPHeaders::is_normalized("HOST"));
+  for (const char* name : {"a", "A", "-", "a-", "-a", "Ab-Cd", "AB-cd", "1x", "X-1y", "x_Y"}) {
+    CAPTURE(name);
+    CHECK_EQ(HTTPHeaders::is_normalized(name), HTTPHeaders::normalize_name(name) == name);
+  }
+  auto headers = HTTPHeaders::parse("x-custom-NAME: v\r\n");
+  CHECK_EQ(headers.get("X-Custom-Name"), "v");
+  CHECK_EQ(headers.get("x-custom-name"), "v");
+  CHECK_EQ(headers.get_list("X-CUSTOM-NAME"), std::vector<std::string>{"v"});
+}
+#endif
+
 TEST_CASE("HTTPHeaders: parse splits name and value and trims the value") {
   auto headers = tornado::HTTPHeaders::parse("A: b\r\nC:  d  \r\nE:f\r\n");
   CHECK_EQ(headers.get("A"), "b");
