@@ -121,6 +121,11 @@ def spread(values):
     return {"median": median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def median_of(spread_value):
+    """The median of a spread() result, or None."""
+    return spread_value["median"] if spread_value else None
+
+
 def fmt_num(value, digits=3):
     """A number with `digits` significant digits, thousands separated for big ones."""
     if value is None:
@@ -206,17 +211,23 @@ def process_tree(pid):
     return pids
 
 
-def cpu_seconds(pids):
-    """utime + stime of the given live processes, in seconds."""
-    total = 0
+def cpu_times(pids):
+    """(user, kernel) CPU seconds of the given live processes: utime and stime."""
+    user = kernel = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # Fields 14 and 15 of proc(5).
+            user += int(fields[11])  # Fields 14 and 15 of proc(5).
+            kernel += int(fields[12])
         except (OSError, IndexError, ValueError):
             pass
-    return total / CLOCK_TICKS
+    return user / CLOCK_TICKS, kernel / CLOCK_TICKS
+
+
+def cpu_seconds(pids):
+    """utime + stime of the given live processes, in seconds."""
+    return sum(cpu_times(pids))
 
 
 def rss_kib(pids):
@@ -499,7 +510,7 @@ def run_wrk(bench, server):
                "--latency", server.url]
     bench.record_command(command)
     pids = server.pids()
-    server_cpu_before = cpu_seconds(pids)
+    server_cpu_before = cpu_times(pids)
     with tempfile.TemporaryFile() as output:
         start = time.monotonic()
         proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
@@ -512,7 +523,9 @@ def run_wrk(bench, server):
             proc.wait()
             raise
         wall = time.monotonic() - start
-        server_cpu = cpu_seconds(server.pids() or pids) - server_cpu_before
+        after = cpu_times(server.pids() or pids)
+        server_user, server_kernel = (a - b for a, b in zip(after, server_cpu_before))
+        server_cpu = server_user + server_kernel
         output.seek(0)
         text = output.read().decode("utf-8", "replace")
     result = parse_wrk(text)
@@ -527,6 +540,10 @@ def run_wrk(bench, server):
     })
     if result.get("requests"):
         result["server_cpu_us_per_request"] = server_cpu / result["requests"] * 1e6
+        # Where it goes: the server's own code and libraries, or the kernel (system calls,
+        # and the loopback delivery a send performs for its receiver).
+        result["server_user_us_per_request"] = server_user / result["requests"] * 1e6
+        result["server_kernel_us_per_request"] = server_kernel / result["requests"] * 1e6
     if proc.returncode != 0 or result["rps"] is None:
         result["error"] = f"wrk failed (exit {proc.returncode}): {text.strip()[-300:]}"
     return result
@@ -633,6 +650,11 @@ def workload_hello(bench):
             "p99_ms": spread([x["p99_ms"] for x in ok if "p99_ms" in x]),
             "server_cpu_us_per_request": spread(
                 [x["server_cpu_us_per_request"] for x in ok if "server_cpu_us_per_request" in x]),
+            "server_user_us_per_request": spread(
+                [x["server_user_us_per_request"] for x in ok if "server_user_us_per_request" in x]),
+            "server_kernel_us_per_request": spread([
+                x["server_kernel_us_per_request"] for x in ok
+                if "server_kernel_us_per_request" in x]),
             "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok]),
             "failed_rounds": len(failed),
             "failures": [x["error"] for x in failed],
@@ -1136,6 +1158,14 @@ def compute_targets(bench):
             value = cpu("stage3") / cpu("nginx (1 worker)")
             add("hello: stage3 / nginx server CPU time per request", value, "<= 1",
                 value <= 1, "lower is better")
+            for part, note in (("user", "the server's own code and libraries"),
+                               ("kernel", "system calls; stage3 receives twice per request, "
+                                          "reading until EAGAIN as 3.0 did")):
+                mine = median_of(hello["stage3"].get(f"server_{part}_us_per_request"))
+                theirs = median_of(hello["nginx (1 worker)"].get(f"server_{part}_us_per_request"))
+                if mine and theirs:
+                    add(f"hello: stage3 / nginx {part} CPU time per request", mine / theirs,
+                        "info", None, note)
     wrk_share = [x["wrk_cpu_share"]["median"] for x in hello.values() if x["wrk_cpu_share"]]
     if wrk_share:
         add("hello: wrk's CPU share (cores, max over servers)", max(wrk_share), "info", None,
@@ -1249,15 +1279,17 @@ def tables(bench):
         for x in res["hello"]["summary"]:
             if not x["rps"]:
                 rows.append([x["target"], "FAILED: " + (x["failures"] or ["no data"])[0][:80],
-                             "", "", "", "", ""])
+                             "", "", "", "", "", ""])
                 continue
             rows.append([x["target"], fmt_spread(x["rps"], rounds=r), fmt_spread(x["p50_ms"]),
                          fmt_spread(x["p99_ms"]), fmt_spread(x["server_cpu_us_per_request"]),
+                         f"{fmt_num(median_of(x.get('server_user_us_per_request')))} / "
+                         f"{fmt_num(median_of(x.get('server_kernel_us_per_request')))}",
                          fmt_spread(x["wrk_cpu_share"], digits=2),
                          f"{x['failed_rounds']} failed" if x["failed_rounds"] else "ok"])
         out.append(("Hello world (wrk keep-alive, GET /)", md_table(
             ["server", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request",
-             "wrk CPU (cores)", "rounds"], rows)))
+             "of which user / kernel", "wrk CPU (cores)", "rounds"], rows)))
     if "transfers" in res:
         summary = res["transfers"]["summary"]
         stages = [s for s, *_ in bench.stages]
