@@ -1244,8 +1244,12 @@ READING_NOTES = [
     "Skipped points: a ladder (transfer sizes, timer N) stops where the points measured so "
     "far predict a time over the budget, assuming growth between linear and quadratic.",
     "hello: 'server CPU µs/request' sums utime+stime over the server's processes (/proc) "
-    "during the wrk run; 'wrk CPU' is wrk's own CPU time over the run's wall time. On 2 cores "
-    "a value near 1 means wrk's one thread, not the server, may set the pace.",
+    "during the wrk run, and 'user / kernel' gives the two apart (a send on loopback also "
+    "delivers to the receiver inside the sender's system call, so kernel time dominates); "
+    "'wrk CPU' is wrk's own CPU time over the run's wall time. On 2 cores a value near 1 "
+    "means wrk's one thread, not the server, may set the pace.",
+    "transfers: each measured transfer follows an unrecorded one of the same size (when it "
+    "is predicted to be cheap), so that a point measures a server whose heap has grown.",
     "pipelining: plateaus near 40 ms are Nagle's algorithm on the server (no TCP_NODELAY) "
     "waiting for the client's delayed ACK: a real cost of writing answers in small pieces.",
     "timers: CPU seconds of the one-threaded helper, so that other load on the machine does "
@@ -1590,7 +1594,8 @@ def write_outputs(bench, started, interrupted, replot=False):
             templates.append(generic)
     md += ["## Commands", "", "Invocation: `" + document["invocation"] + "`", "",
            "Every process started (each distinct command once; results.json lists every run). "
-           "The clients of the transfers, pipelining and idle workloads are run.py itself.", "",
+           "The transfers' client is bench-transfer (libcurl); the clients of the pipelining and "
+           "idle workloads are run.py itself.", "",
            "```"] + templates + ["```", ""]
     with open(os.path.join(bench.out, "results.md"), "w") as f:
         f.write("\n".join(md))
