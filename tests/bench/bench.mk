@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 # Debian packages: wrk and gnuplot for every benchmark run; the peers only on request, since
 # Debian's nginx package also enables (and starts) a system nginx service on port 80. The
 # benchmark never uses that service: it runs its own nginx with its own config and port.
-DEPS_BENCH := wrk gnuplot-nox libcurl4-openssl-dev
+DEPS_BENCH := wrk gnuplot-nox libcurl4-openssl-dev strace
 DEPS_PEERS := python3-tornado nginx
 
 .PHONY: bench bench-quick bench-build deps-peers

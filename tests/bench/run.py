@@ -400,6 +400,7 @@ class Bench:
         # The transfer workload's client (tests/bench/transfer.cc, libcurl).
         self.transfer_client = os.path.join(self.build_dir, "tests", "bench", "bench-transfer")
         self.transfer_recorded = False
+        self.wrapper = []  # A command that servers are started under (strace, for the census).
 
     def notice(self, text):
         self.notices.append(text)
@@ -409,6 +410,7 @@ class Bench:
         self.commands.append(" ".join(command))
 
     def start(self, name, command, **kwargs):
+        command = self.wrapper + command
         self.record_command(command)
         return Server(name, command, self.server_log, **kwargs)
 
@@ -660,6 +662,90 @@ def workload_hello(bench):
             "failures": [x["error"] for x in failed],
         })
     bench.results["hello"] = {"runs": runs, "summary": summary}
+    bench.results["hello"]["syscalls"] = syscall_census(bench, targets)
+
+
+# Groups of system calls in the census, by what a server does with them.
+SYSCALL_GROUPS = {
+    "receive": {"read", "readv", "recvfrom", "recvmsg", "recv"},
+    "send": {"write", "writev", "sendto", "sendmsg", "send", "sendfile"},
+    "wait": {"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select",
+             "pselect6"},
+    "epoll_ctl": {"epoll_ctl"},
+}
+
+
+def parse_strace_summary(text):
+    """{syscall: (calls, errors)} from the table `strace -c` writes."""
+    calls = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d*)\s*(\w+)\s*$", line)
+        if m and m.group(3) != "total":
+            calls[m.group(3)] = (int(m.group(1)), int(m.group(2) or 0))
+    return calls
+
+
+def syscall_census(bench, targets):
+    """System calls per request of every hello server: each started once more under
+    `strace -f -c` (which slows it down but counts exactly) for a short wrk run, then
+    stopped so that strace writes its table. Counts, not times: they explain the kernel
+    time of the hello table (a call the server makes is a call the kernel serves)."""
+    strace = shutil.which("strace")
+    if not strace:
+        bench.notice("strace not installed: the system call census is skipped; "
+                     "`make deps` installs it")
+        return []
+    rows = []
+    for label, start in targets:
+        log(f"[hello] system calls per request: {label} (under strace) ...")
+        table = os.path.join(bench.out, f"strace-{re.sub(r'[^A-Za-z0-9]+', '-', label)}.txt")
+        row = {"target": label}
+        server = None
+        try:
+            bench.wrapper = [strace, "-f", "-c", "-o", table]
+            try:
+                server = start()
+            finally:
+                bench.wrapper = []
+            command = ["wrk", "-t1", "-c10", "-d1s", server.url]
+            bench.record_command(command)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            requests = parse_wrk(done.stdout).get("requests")
+            if not requests:
+                raise RuntimeError(f"wrk failed: {done.stdout.strip()[-200:]}")
+            # End the traced server itself (strace's child) so that strace sees it exit and
+            # writes the table; strace is the group leader, its children are the server.
+            traced = [p for p in server.pids() if p != server.proc.pid]
+            if traced:
+                os.kill(traced[0], signal.SIGTERM)
+            server.proc.wait(timeout=10)
+            with open(table) as f:
+                calls = parse_strace_summary(f.read())
+            if not calls:
+                raise RuntimeError("strace wrote no table")
+            per = {}
+            grouped = set()
+            for group, names in SYSCALL_GROUPS.items():
+                n = sum(calls[c][0] for c in calls if c in names)
+                per[group] = n / requests
+                grouped |= names
+            per["receive_failed"] = sum(calls[c][1] for c in calls
+                                        if c in SYSCALL_GROUPS["receive"]) / requests
+            per["other"] = sum(v[0] for c, v in calls.items() if c not in grouped) / requests
+            per["total"] = sum(v[0] for v in calls.values()) / requests
+            row.update(per_request=per, requests=requests,
+                       calls={c: list(v) for c, v in sorted(calls.items())})
+            log(f"    {fmt_num(per['total'])} per request: receive {fmt_num(per['receive'])} "
+                f"({fmt_num(per['receive_failed'])} failed), send {fmt_num(per['send'])}, "
+                f"wait {fmt_num(per['wait'])}, epoll_ctl {fmt_num(per['epoll_ctl'])}")
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {error}"
+            log(f"    FAILED: {row['error']}")
+        finally:
+            if server:
+                server.stop()
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -1159,13 +1245,20 @@ def compute_targets(bench):
             add("hello: stage3 / nginx server CPU time per request", value, "<= 1",
                 value <= 1, "lower is better")
             for part, note in (("user", "the server's own code and libraries"),
-                               ("kernel", "system calls; stage3 receives twice per request, "
-                                          "reading until EAGAIN as 3.0 did")):
+                               ("kernel", "system calls: see the next row")):
                 mine = median_of(hello["stage3"].get(f"server_{part}_us_per_request"))
                 theirs = median_of(hello["nginx (1 worker)"].get(f"server_{part}_us_per_request"))
                 if mine and theirs:
                     add(f"hello: stage3 / nginx {part} CPU time per request", mine / theirs,
                         "info", None, note)
+    census = {x["target"]: x["per_request"]
+              for x in res.get("hello", {}).get("syscalls", []) if "per_request" in x}
+    if "stage3" in census and "nginx (1 worker)" in census:
+        mine, theirs = census["stage3"], census["nginx (1 worker)"]
+        add("hello: stage3 / nginx system calls per request", mine["total"] / theirs["total"],
+            "info", None, f"stage3 {fmt_num(mine['total'])} (of which "
+            f"{fmt_num(mine['receive_failed'])} receives that found nothing: 3.0 reads until "
+            f"EAGAIN), nginx {fmt_num(theirs['total'])}")
     wrk_share = [x["wrk_cpu_share"]["median"] for x in hello.values() if x["wrk_cpu_share"]]
     if wrk_share:
         add("hello: wrk's CPU share (cores, max over servers)", max(wrk_share), "info", None,
@@ -1248,6 +1341,9 @@ READING_NOTES = [
     "delivers to the receiver inside the sender's system call, so kernel time dominates); "
     "'wrk CPU' is wrk's own CPU time over the run's wall time. On 2 cores a value near 1 "
     "means wrk's one thread, not the server, may set the pace.",
+    "hello, system calls: each server runs once more under `strace -f -c` for a 1 s wrk run "
+    "(slowed down, but every call is counted); 'receive (failed)' counts reads that found "
+    "nothing (EAGAIN), the price of reading until the socket is empty.",
     "transfers: each measured transfer follows an unrecorded one of the same size (when it "
     "is predicted to be cheap), so that a point measures a server whose heap has grown.",
     "pipelining: plateaus near 40 ms are Nagle's algorithm on the server (no TCP_NODELAY) "
@@ -1294,6 +1390,21 @@ def tables(bench):
         out.append(("Hello world (wrk keep-alive, GET /)", md_table(
             ["server", "requests/s", "p50 ms", "p99 ms", "server CPU µs/request",
              "of which user / kernel", "wrk CPU (cores)", "rounds"], rows)))
+        census = res["hello"].get("syscalls") or []
+        if census:
+            rows = []
+            for x in census:
+                if "error" in x:
+                    rows.append([x["target"], "FAILED: " + x["error"][:80], "", "", "", "", ""])
+                    continue
+                p = x["per_request"]
+                rows.append([x["target"], fmt_num(p["total"]),
+                             f"{fmt_num(p['receive'])} ({fmt_num(p['receive_failed'])} failed)",
+                             fmt_num(p["send"]), fmt_num(p["wait"]), fmt_num(p["epoll_ctl"]),
+                             fmt_num(p["other"])])
+            out.append(("Hello world: system calls per request (strace -c, one 1 s wrk run each)",
+                        md_table(["server", "all", "receive (failed: EAGAIN)", "send",
+                                  "wait (epoll/poll/select)", "epoll_ctl", "other"], rows)))
     if "transfers" in res:
         summary = res["transfers"]["summary"]
         stages = [s for s, *_ in bench.stages]
@@ -1442,6 +1553,38 @@ def make_plots(bench):
                 "'' using 1:3:4:5 with yerrorbars lc rgb '#222222' pt 0\n")
         svgs.append(plot(bench, "hello", "Hello world: wrk keep-alive GET / throughput", body,
                          {"": text}))
+    census = [x for x in res.get("hello", {}).get("syscalls") or [] if "per_request" in x]
+    if census:
+        # Stacked bars: what each server asks the kernel for, per request. The Python peer's
+        # many other calls would flatten every other bar, so its bar is cut at the top.
+        parts = [("receive, got data", lambda p: p["receive"] - p["receive_failed"]),
+                 ("receive, found nothing (EAGAIN)", lambda p: p["receive_failed"]),
+                 ("send", lambda p: p["send"]), ("wait (epoll, poll, select)", lambda p: p["wait"]),
+                 ("epoll_ctl", lambda p: p["epoll_ctl"]), ("other", lambda p: p["other"])]
+        text = "server " + " ".join(f'"{name}"' for name, _ in parts) + "\n" + "".join(
+            f'"{x["target"]}" ' + " ".join(f"{f(x['per_request']):.4f}" for _, f in parts) + "\n"
+            for x in census)
+        top = max(x["per_request"]["total"] for x in census
+                  if not x["target"].startswith("tornado")) if any(
+            not x["target"].startswith("tornado") for x in census) else 10
+        ymax = math.ceil(top * 1.25)
+        # A bar cut at the top of the scale carries its total as a label.
+        labels = "".join(
+            f"set label '{fmt_num(x['per_request']['total'])} in all' at {i}, {ymax * 0.93} "
+            "center front boxed\n" for i, x in enumerate(census)
+            if x["per_request"]["total"] > ymax)
+        if labels:
+            labels = "set style textbox opaque noborder\n" + labels
+        body = (labels + "set style data histograms\nset style histogram rowstacked\n"
+                "set style fill solid 0.8 border -1\nset boxwidth 0.6\n"
+                f"set yrange [0:{ymax}]\nset xtics rotate by -30\n"
+                "set ylabel 'system calls per request (strace -c)'\n"
+                "set key outside right top vertical\n"
+                "plot " + ", ".join(
+                    f"'syscalls.dat' using {i + 2}:xtic(1) title columnheader({i + 2}) "
+                    f"lc rgb '{COLOURS[i]}'" for i in range(len(parts))) + "\n")
+        svgs.append(plot(bench, "syscalls", "Hello world: system calls per request, by kind",
+                         body, {"": text}))
     if "transfers" in res:
         series = {}
         styles = {}  # One colour per stage; downloads solid, uploads dashed.
