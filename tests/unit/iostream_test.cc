@@ -24,23 +24,10 @@ void deliver(tornado::IOLoop& loop, unit::Peer& peer, const std::string& data) {
   run_iterations(loop, 2);
 }
 
-// A payload whose bytes depend on their position, so a lost, repeated or reordered chunk
-// shows up as a mismatch.
-std::string pattern(std::size_t size) {
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; ++i)
-    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
-  return data;
-}
-
 }  // namespace
 
-TEST_CASE("IOStream: read_until with the delimiter split across several writes") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: read_until with the delimiter split across several writes") {
   std::string got;
   int calls = 0;
   stream.read_until("\r\n\r\n", [&](std::string data) {
@@ -65,12 +52,7 @@ TEST_CASE("IOStream: read_until with the delimiter split across several writes")
   CHECK_EQ(rest, "extra");
 }
 
-TEST_CASE("IOStream: read_until served from data already buffered") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair, "IOStream: read_until served from data already buffered") {
   std::string first;
   std::string second;
   bool second_inside_call = false;
@@ -92,13 +74,8 @@ TEST_CASE("IOStream: read_until served from data already buffered") {
 #endif
 }
 
-TEST_CASE("IOStream: read_bytes returns exact counts across chunks") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
-  const std::string data = pattern(10000);
+TEST_CASE_FIXTURE(unit::StreamPair, "IOStream: read_bytes returns exact counts across chunks") {
+  const std::string data = unit::pattern_bytes(10000);
   std::string first;
   std::string second;
   stream.read_bytes(7000, [&](std::string chunk) {
@@ -116,14 +93,10 @@ TEST_CASE("IOStream: read_bytes returns exact counts across chunks") {
   CHECK((first + second == data));
 }
 
-TEST_CASE("IOStream: the write callback runs once a large payload is entirely sent") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: the write callback runs once a large payload is entirely sent") {
   // Far more than a socket buffer holds, so it leaves in many sends.
-  const std::string payload = pattern(4 << 20);
+  const std::string payload = unit::pattern_bytes(4 << 20);
   int calls = 0;
   bool writing_in_callback = true;
   stream.write(payload, [&] {
@@ -138,12 +111,8 @@ TEST_CASE("IOStream: the write callback runs once a large payload is entirely se
   CHECK(same);
 }
 
-TEST_CASE("IOStream: consecutive writes keep their order and the last callback wins") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: consecutive writes keep their order and the last callback wins") {
   int first_calls = 0;
   int second_calls = 0;
   stream.write("first,", [&] { ++first_calls; });
@@ -161,14 +130,8 @@ TEST_CASE("IOStream: consecutive writes keep their order and the last callback w
 #endif
 }
 
-TEST_CASE("IOStream: the close callback runs when the peer closes") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
-  int close_calls = 0;
-  stream.set_close_callback([&] { ++close_calls; });
+TEST_CASE_FIXTURE(unit::StreamPair, "IOStream: the close callback runs when the peer closes") {
+  count_closes();
 #if TORNADO_STAGE >= 3
   // 3.0 registers a stream with the loop lazily, on its first read or write (see the next
   // test), so this one has to start reading to be watched at all.
@@ -185,14 +148,9 @@ TEST_CASE("IOStream: the close callback runs when the peer closes") {
 #if TORNADO_STAGE == 3
 // The price of 3.0's lazy registration: a stream nobody has read from or written to is not
 // watched, so it cannot notice that its peer has gone (4.0 registers in set_close_callback).
-TEST_CASE("IOStream: 3.0 does not watch a stream before its first read or write") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
-  int close_calls = 0;
-  stream.set_close_callback([&] { ++close_calls; });
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: 3.0 does not watch a stream before its first read or write") {
+  count_closes();
   peer.close();
   run_iterations(*loop, 3);
   CHECK_EQ(close_calls, 0);
@@ -203,14 +161,8 @@ TEST_CASE("IOStream: 3.0 does not watch a stream before its first read or write"
 }
 #endif
 
-TEST_CASE("IOStream: close runs the close callback once") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
-  int close_calls = 0;
-  stream.set_close_callback([&] { ++close_calls; });
+TEST_CASE_FIXTURE(unit::StreamPair, "IOStream: close runs the close callback once") {
+  count_closes();
   stream.close();
   CHECK(stream.closed());
   stream.close();  // Closing twice is harmless.
@@ -233,12 +185,8 @@ TEST_CASE("IOStream: destroying an open stream closes the socket without the clo
   CHECK_EQ(close_calls, 0);
 }
 
-TEST_CASE("IOStream: reading writing and closed report the stream's state") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: reading writing and closed report the stream's state") {
   CHECK_FALSE(stream.reading());
   CHECK_FALSE(stream.writing());
   CHECK_FALSE(stream.closed());
@@ -295,12 +243,8 @@ TEST_CASE("IOStream: a read buffer reaching max_buffer_size closes the stream") 
   CHECK(run_until(*loop, [&] { return peer.eof() || peer.error() != 0; }));
 }
 
-TEST_CASE("IOStream: read_until with max_bytes reports a delimiter that is too far") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: read_until with max_bytes reports a delimiter that is too far") {
   bool read_called = false;
   int too_long_calls = 0;
   stream.read_until(
@@ -314,12 +258,8 @@ TEST_CASE("IOStream: read_until with max_bytes reports a delimiter that is too f
   CHECK_FALSE(stream.closed());
 }
 
-TEST_CASE("IOStream: read_until with max_bytes accepts a delimiter within the limit") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: read_until with max_bytes accepts a delimiter within the limit") {
   std::string got;
   int too_long_calls = 0;
   stream.read_until(
@@ -353,12 +293,8 @@ TEST_CASE("IOStream: close_gracefully delivers buffered data then EOF despite un
   CHECK(stream.closed());
 }
 
-TEST_CASE("IOStream: close_gracefully closes after the linger time if the peer stays") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: close_gracefully closes after the linger time if the peer stays") {
   bool closed = false;
   stream.set_close_callback([&] { closed = true; });
   stream.write("bye");

@@ -18,6 +18,8 @@
 #include <utility>
 
 #include "ioloop.h"
+#include "iostream.h"
+#include "loop_support.h"
 
 namespace unit {
 
@@ -256,6 +258,21 @@ class PollCounter {
   Fd reader_;
   Fd writer_;
   int polls_ = 0;
+};
+
+/// The usual setup of a stream test (TEST_CASE_FIXTURE(unit::StreamPair, ...)): a fresh loop,
+/// the stream under test on one end of a socket pair and a Peer on the other.
+/// count_closes() makes the stream's close callback count into close_calls.
+struct StreamPair {
+  std::unique_ptr<tornado::IOLoop> loop = make_loop();
+  std::pair<Fd, Fd> ends = socket_pair();
+  tornado::IOStream stream{ends.first.release(), loop.get()};
+  Peer peer{*loop, std::move(ends.second)};
+  int close_calls = 0;
+
+  void count_closes() {
+    stream.set_close_callback([this] { ++close_calls; });
+  }
 };
 
 }  // namespace unit

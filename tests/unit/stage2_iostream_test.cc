@@ -293,14 +293,9 @@ TEST_CASE("IOStream: a read satisfied from the buffer calls back on a later iter
   CHECK_GT(third_at, second_at);
 }
 
-TEST_CASE("IOStream: close queues the close callback instead of running it (2.0)") {
-  auto loop = unit::make_loop();
-  auto [a, b] = unit::socket_pair();
-  tornado::IOStream stream(a.release(), loop.get());
-  unit::Peer peer(*loop, std::move(b));
-
-  int close_calls = 0;
-  stream.set_close_callback([&] { ++close_calls; });
+TEST_CASE_FIXTURE(unit::StreamPair,
+                  "IOStream: close queues the close callback instead of running it (2.0)") {
+  count_closes();
   stream.close();
   // close() closes the socket at once but only queues the callback (iostream.h, close()).
   CHECK(stream.closed());
