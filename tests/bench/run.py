@@ -748,6 +748,42 @@ def syscall_census(bench, targets):
     return rows
 
 
+class RunningStage:
+    """A stage's server for its part of one round; revive() replaces it if it died, so that
+    the next point of the round starts afresh."""
+
+    def __init__(self, bench, short):
+        self.bench = bench
+        self.short = short
+        self.server = bench.start_stage(short)
+
+    def revive(self):
+        if not self.server.alive():
+            self.server.stop()
+            self.server = self.bench.start_stage(self.short)
+
+
+def each_stage_round(bench, workload, runs, work):
+    """Every round, every stage in turn: starts the stage's server, calls
+    work(short, round, running), records an error that escapes as that stage's failed round,
+    and always stops the server."""
+    rounds = bench.cfg["rounds"]
+    for r in range(1, rounds + 1):
+        for short, *_ in bench.stages:
+            log(f"[{workload}] {short} round {r}/{rounds} ...")
+            running = None
+            try:
+                running = RunningStage(bench, short)
+                work(short, r, running)
+            except Exception as error:
+                runs.append({"stage": short, "round": r,
+                             "error": f"{type(error).__name__}: {error}"})
+                log(f"    FAILED: {error}")
+            finally:
+                if running:
+                    running.server.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # 2. Transfers: downloads of /bytes/N and uploads to POST /request
 # --------------------------------------------------------------------------------------------
@@ -793,63 +829,52 @@ def workload_transfers(bench):
     # sizes measured in an earlier round are measured again whatever the prediction says.
     skipped = {}  # (stage, direction) -> {size: reason}
     measured = {}  # (stage, direction) -> sizes measured in an earlier round
-    rounds = cfg["rounds"]
-    for r in range(1, rounds + 1):
-        for short, *_ in bench.stages:
-            log(f"[transfers] {short} round {r}/{rounds} ...")
-            server = None
-            try:
-                server = bench.start_stage(short)
-                for direction in ("download", "upload"):
-                    done = []  # (size, seconds) measured this round, for the prediction.
-                    skip = skipped.setdefault((short, direction), {})
-                    before = measured.setdefault((short, direction), set())
-                    over = False
-                    for size in sizes:
-                        record = {"stage": short, "direction": direction, "size": size, "round": r}
-                        predicted = predict_time(done, size)
-                        if size in skip:
-                            record["skipped"] = skip[size]
-                        elif over:
-                            record["skipped"] = skip[size] = (
-                                "over budget (a smaller size took longer)")
-                        elif predicted > budget and size not in before:
-                            record["skipped"] = skip[size] = (
-                                f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
-                        else:
-                            try:
-                                # One unrecorded transfer of the same size first, when it is
-                                # cheap, so the point measures a server whose heap has already
-                                # grown to the size (the first large transfer after a start
-                                # also pays the kernel for every fresh page).
-                                if predicted <= budget / 2:
-                                    transfer(bench, direction, server.port, size, hard_limit)
-                                seconds = transfer(bench, direction, server.port, size, hard_limit)
-                                record.update(seconds=seconds, mb_per_s=size / seconds / 1e6)
-                                done.append((size, seconds))
-                                before.add(size)
-                                over = seconds > budget
-                            except Exception as error:
-                                record["error"] = f"{type(error).__name__}: {error}"
-                                over = True
-                                if not server.alive():  # Start afresh for the next direction.
-                                    server.stop()
-                                    server = bench.start_stage(short)
-                        runs.append(record)
-                    line = ", ".join(
-                        f"{size_label(x['size'])} " + (
-                            f"{fmt_num(x['seconds'])} s" if "seconds" in x else
-                            "FAILED" if "error" in x else "skipped")
-                        for x in runs if x["stage"] == short and x["round"] == r
-                        and x["direction"] == direction)
-                    log(f"    {direction}: {line}")
-            except Exception as error:
-                runs.append({"stage": short, "round": r,
-                             "error": f"{type(error).__name__}: {error}"})
-                log(f"    FAILED: {error}")
-            finally:
-                if server:
-                    server.stop()
+
+    def ladders(short, r, running):
+        for direction in ("download", "upload"):
+            done = []  # (size, seconds) measured this round, for the prediction.
+            skip = skipped.setdefault((short, direction), {})
+            before = measured.setdefault((short, direction), set())
+            over = False
+            for size in sizes:
+                record = {"stage": short, "direction": direction, "size": size, "round": r}
+                predicted = predict_time(done, size)
+                if size in skip:
+                    record["skipped"] = skip[size]
+                elif over:
+                    record["skipped"] = skip[size] = (
+                        "over budget (a smaller size took longer)")
+                elif predicted > budget and size not in before:
+                    record["skipped"] = skip[size] = (
+                        f"over budget (predicted {fmt_num(predicted, 2)} s > {budget:g} s)")
+                else:
+                    try:
+                        # One unrecorded transfer of the same size first, when it is
+                        # cheap, so the point measures a server whose heap has already
+                        # grown to the size (the first large transfer after a start
+                        # also pays the kernel for every fresh page).
+                        if predicted <= budget / 2:
+                            transfer(bench, direction, running.server.port, size, hard_limit)
+                        seconds = transfer(bench, direction, running.server.port, size, hard_limit)
+                        record.update(seconds=seconds, mb_per_s=size / seconds / 1e6)
+                        done.append((size, seconds))
+                        before.add(size)
+                        over = seconds > budget
+                    except Exception as error:
+                        record["error"] = f"{type(error).__name__}: {error}"
+                        over = True
+                        running.revive()  # A dead server starts afresh for the next point.
+                runs.append(record)
+            line = ", ".join(
+                f"{size_label(x['size'])} " + (
+                    f"{fmt_num(x['seconds'])} s" if "seconds" in x else
+                    "FAILED" if "error" in x else "skipped")
+                for x in runs if x["stage"] == short and x["round"] == r
+                and x["direction"] == direction)
+            log(f"    {direction}: {line}")
+
+    each_stage_round(bench, "transfers", runs, ladders)
+
     summary = []
     for short, *_ in bench.stages:
         for direction in ("download", "upload"):
@@ -941,35 +966,24 @@ def pipeline_burst(port, depth, timeout=60):
 
 def workload_pipelining(bench):
     depths = bench.cfg["pipeline_depths"]
-    rounds = bench.cfg["rounds"]
     runs = []
-    for r in range(1, rounds + 1):
-        for short, *_ in bench.stages:
-            log(f"[pipelining] {short} round {r}/{rounds} ...")
-            server = None
+
+    def bursts(short, r, running):
+        parts = []
+        for depth in depths:
+            record = {"stage": short, "depth": depth, "round": r}
             try:
-                server = bench.start_stage(short)
-                parts = []
-                for depth in depths:
-                    record = {"stage": short, "depth": depth, "round": r}
-                    try:
-                        record["seconds"] = pipeline_burst(server.port, depth)
-                        parts.append(f"{depth}: {fmt_num(record['seconds'] * 1000)} ms")
-                    except Exception as error:
-                        record["error"] = f"{type(error).__name__}: {error}"
-                        parts.append(f"{depth}: FAILED")
-                        if not server.alive():
-                            server.stop()
-                            server = bench.start_stage(short)
-                    runs.append(record)
-                log("    " + ", ".join(parts))
+                record["seconds"] = pipeline_burst(running.server.port, depth)
+                parts.append(f"{depth}: {fmt_num(record['seconds'] * 1000)} ms")
             except Exception as error:
-                runs.append({"stage": short, "round": r,
-                             "error": f"{type(error).__name__}: {error}"})
-                log(f"    FAILED: {error}")
-            finally:
-                if server:
-                    server.stop()
+                record["error"] = f"{type(error).__name__}: {error}"
+                parts.append(f"{depth}: FAILED")
+                running.revive()
+            runs.append(record)
+        log("    " + ", ".join(parts))
+
+    each_stage_round(bench, "pipelining", runs, bursts)
+
     summary = []
     for short, *_ in bench.stages:
         for depth in depths:
