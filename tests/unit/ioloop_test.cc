@@ -237,20 +237,15 @@ TEST_CASE("IOLoop: an exception thrown by a handler is logged and the loop keeps
 
 TEST_CASE("IOLoop: stop from a callback ends start") {
   auto loop = unit::make_loop();
-  bool guard_fired = false;
   bool ran = false;
-  auto guard = loop->add_timeout(unit::loop_time(*loop) + 5.0, [&] {
-    guard_fired = true;
-    loop->stop();
-  });
+  unit::StopGuard guard(*loop);
   loop->add_callback([&] {
     ran = true;
     loop->stop();
   });
   loop->start();
   CHECK(ran);
-  CHECK_FALSE(guard_fired);
-  if (!guard_fired) loop->remove_timeout(guard);
+  CHECK_FALSE(guard.fired());
 }
 
 #if TORNADO_STAGE < 3
@@ -268,11 +263,7 @@ TEST_CASE("IOLoop: running is true only inside start") {
 TEST_CASE("IOLoop: stop before start") {
   auto loop = unit::make_loop();
   bool ran = false;
-  bool guard_fired = false;
-  auto guard = loop->add_timeout(unit::loop_time(*loop) + 5.0, [&] {
-    guard_fired = true;
-    loop->stop();
-  });
+  unit::StopGuard guard(*loop);
   loop->add_callback([&] {
     ran = true;
     loop->stop();
@@ -287,27 +278,21 @@ TEST_CASE("IOLoop: stop before start") {
   // Tornado 1.0 remembers the stop: start() returns at once without running anything.
   CHECK_FALSE(ran);
 #endif
-  CHECK_FALSE(guard_fired);
-  if (!guard_fired) loop->remove_timeout(guard);
+  CHECK_FALSE(guard.fired());
 }
 
 #if TORNADO_STAGE >= 1
 TEST_CASE("IOLoop: a stop before start is used up by that start") {
   // The start() that returns at once clears the remembered stop: the next start() runs.
   auto loop = unit::make_loop();
-  bool guard_fired = false;
-  auto guard = loop->add_timeout(unit::loop_time(*loop) + 5.0, [&] {
-    guard_fired = true;
-    loop->stop();
-  });
+  unit::StopGuard guard(*loop);
   loop->stop();
   loop->start();
-  REQUIRE_FALSE(guard_fired);
+  REQUIRE_FALSE(guard.fired());
   bool ran = false;
   loop->add_callback([&] { ran = true; });
   CHECK(run_until(*loop, [&] { return ran; }));
-  CHECK_FALSE(guard_fired);
-  if (!guard_fired) loop->remove_timeout(guard);
+  CHECK_FALSE(guard.fired());
 }
 #endif
 

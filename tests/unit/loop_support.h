@@ -58,6 +58,33 @@ inline double loop_time(tornado::IOLoop& loop) {
 /// What add_timeout() returns.
 using TimeoutHandle = tornado::IOLoop::TimeoutHandle;
 
+/// A hang guard for a test that calls start() itself: stops `loop` after `seconds` unless the
+/// test has stopped it first. fired() tells whether it had to; a guard that has not fired is
+/// removed when it goes out of scope (stages before the timeout heap throw when removing a
+/// timeout that already ran).
+class StopGuard {
+ public:
+  explicit StopGuard(tornado::IOLoop& loop, double seconds = 5.0)
+      : loop_(loop),
+        fired_(std::make_shared<bool>(false)),
+        handle_(loop.add_timeout(loop_time(loop) + seconds, [fired = fired_, &loop] {
+          *fired = true;
+          loop.stop();
+        })) {}
+  ~StopGuard() {
+    if (!*fired_) loop_.remove_timeout(handle_);
+  }
+  StopGuard(const StopGuard&) = delete;
+  StopGuard& operator=(const StopGuard&) = delete;
+
+  bool fired() const { return *fired_; }
+
+ private:
+  tornado::IOLoop& loop_;
+  std::shared_ptr<bool> fired_;  // Shared with the callback, which may outlive the guard.
+  TimeoutHandle handle_;
+};
+
 /// An HTTP connection serving the server end `fd` of a connected socket, with the peer address
 /// 1.2.3.4. The connection owns itself; the returned pointer is only for observing it.
 inline std::weak_ptr<tornado::HTTPConnection> make_http_connection(
@@ -79,19 +106,14 @@ inline std::weak_ptr<tornado::HTTPConnection> make_http_connection(
 inline bool run_until(tornado::IOLoop& loop, const std::function<bool()>& done,
                       double timeout_seconds = 5.0) {
   if (done()) return true;
-  struct State {
-    bool active = true;
-    bool timed_out = false;
-  };
-  auto state = std::make_shared<State>();
   // The checker may outlive this call (it stays queued when the hang guard fires); `active`
   // turns the stale copy into a no-op so it never touches `done` after we return.
   struct Checker {
     tornado::IOLoop* loop;
-    std::shared_ptr<State> state;
+    std::shared_ptr<bool> active;
     const std::function<bool()>* done;
     void operator()() const {
-      if (!state->active) return;
+      if (!*active) return;
       if ((*done)()) {
         loop->stop();
         return;
@@ -99,15 +121,13 @@ inline bool run_until(tornado::IOLoop& loop, const std::function<bool()>& done,
       loop->add_callback(*this);
     }
   };
-  loop.add_callback(Checker{&loop, state, &done});
-  TimeoutHandle guard = loop.add_timeout(loop_time(loop) + timeout_seconds, [state, &loop] {
-    state->timed_out = true;
-    loop.stop();
-  });
-  loop.start();
-  state->active = false;
-  // Stages before the timeout heap throw when removing a timeout that already ran.
-  if (!state->timed_out) loop.remove_timeout(guard);
+  auto active = std::make_shared<bool>(true);
+  loop.add_callback(Checker{&loop, active, &done});
+  {
+    StopGuard guard(loop, timeout_seconds);
+    loop.start();
+  }
+  *active = false;
   return done();
 }
 

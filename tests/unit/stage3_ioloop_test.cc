@@ -87,11 +87,7 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a sleeping loop") {
   // Nothing is due for an hour: without a working wake-up the loop would sleep in poll() for
   // the whole 3600 s cap. The 10 s timeout is only a hang guard.
   std::atomic<bool> woken{false};
-  bool guard_fired = false;
-  IOLoop::TimeoutHandle guard = loop->add_timeout(loop->time() + 10, [&] {
-    guard_fired = true;
-    loop->stop();
-  });
+  unit::StopGuard guard(*loop, 10);
   std::thread other([&] {
     // Wait until the loop runs, so the callback really arrives at a sleeping loop.
     while (!loop->running())
@@ -103,9 +99,8 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a sleeping loop") {
   });
   loop->start();
   other.join();
-  loop->remove_timeout(guard);
   CHECK(woken.load());
-  CHECK_FALSE(guard_fired);
+  CHECK_FALSE(guard.fired());
 }
 
 TEST_CASE("IOLoop: timeouts with equal deadlines run in the order they were added") {
