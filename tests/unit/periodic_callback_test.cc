@@ -64,21 +64,22 @@ class StderrCapture {
   int saved_ = -1;
 };
 
+// A fresh loop and a PeriodicCallback on it that counts its runs, not started yet.
+struct CountingPeriodic {
+  std::unique_ptr<tornado::IOLoop> loop = unit::make_loop();
+  int runs = 0;
+  PeriodicCallback periodic{[this] { ++runs; }, kPeriodMs, loop.get()};
+};
+
 }  // namespace
 
-TEST_CASE("PeriodicCallback: runs repeatedly once started") {
-  auto loop = unit::make_loop();
-  int runs = 0;
-  PeriodicCallback periodic([&] { ++runs; }, kPeriodMs, loop.get());
+TEST_CASE_FIXTURE(CountingPeriodic, "PeriodicCallback: runs repeatedly once started") {
   periodic.start();
   CHECK(run_until(*loop, [&] { return runs >= 3; }));
   periodic.stop();
 }
 
-TEST_CASE("PeriodicCallback: stop prevents every further run") {
-  auto loop = unit::make_loop();
-  int runs = 0;
-  PeriodicCallback periodic([&] { ++runs; }, kPeriodMs, loop.get());
+TEST_CASE_FIXTURE(CountingPeriodic, "PeriodicCallback: stop prevents every further run") {
   periodic.start();
   REQUIRE(run_until(*loop, [&] { return runs >= 1; }));
   periodic.stop();
@@ -155,12 +156,10 @@ TEST_CASE("PeriodicCallback: destroying a started one stops it safely") {
 }
 
 #if TORNADO_STAGE == 1
-TEST_CASE("PeriodicCallback: start after stop does not restart it (Tornado 1.0)") {
+TEST_CASE_FIXTURE(CountingPeriodic,
+                  "PeriodicCallback: start after stop does not restart it (Tornado 1.0)") {
   // 1.0 set _running in __init__ and only stop() cleared it, so a stopped timer stayed stopped;
   // 1.1 (fcab3583) moved the flag into start().
-  auto loop = unit::make_loop();
-  int runs = 0;
-  PeriodicCallback periodic([&] { ++runs; }, kPeriodMs, loop.get());
   periodic.start();
   REQUIRE(run_until(*loop, [&] { return runs >= 1; }));
   periodic.stop();
