@@ -38,6 +38,20 @@ void check_stops_cleanly(ServerProcess& server, int sig) {
   }
 }
 
+// The server's two children after the first of them was killed with SIGKILL and has exited.
+struct KilledChild {
+  pid_t victim = 0;
+  pid_t survivor = 0;
+};
+
+KilledChild kill_first_child(ServerProcess& server) {
+  const auto children = server.children();
+  REQUIRE_EQ(children.size(), 2u);
+  REQUIRE_EQ(::kill(children[0], SIGKILL), 0);
+  REQUIRE(server.child_exits_within(children[0], kHangGuard));
+  return {children[0], children[1]};
+}
+
 }  // namespace
 
 TEST_CASE("prefork: both children serve, and SIGTERM or SIGINT stops the whole tree") {
@@ -73,12 +87,9 @@ TEST_CASE("prefork: a child killed with SIGKILL is not replaced and the survivor
   // dead child is not replaced; the surviving child keeps accepting from the shared socket. A
   // signal still stops the parent and, through the course's Supervisor, the survivor.
   ServerProcess server({"--processes", "2"});
-  const auto children = server.children();
-  REQUIRE_EQ(children.size(), 2u);
-  const pid_t victim = children[0];
-  const pid_t survivor = children[1];
-  REQUIRE_EQ(::kill(victim, SIGKILL), 0);
-  REQUIRE(server.child_exits_within(victim, kHangGuard));
+  const KilledChild killed = kill_first_child(server);
+  const pid_t victim = killed.victim;
+  const pid_t survivor = killed.survivor;
   // Reaped by the parent's waitpid(), and nothing forked in its place.
   REQUIRE(poll_until([&] { return !process_running(victim); }));
   CHECK_EQ(children_of(server.pid()), std::vector<pid_t>{survivor});
@@ -110,12 +121,9 @@ TEST_CASE("prefork: a child killed with SIGKILL is replaced with a new pid and b
   // children, and one that dies by a signal is forked again with the same task id. The course's
   // Supervisor still stops the whole tree, the replacement included, on SIGTERM.
   ServerProcess server({"--processes", "2"});
-  const auto children = server.children();
-  REQUIRE_EQ(children.size(), 2u);
-  const pid_t victim = children[0];
-  const pid_t survivor = children[1];
-  REQUIRE_EQ(::kill(victim, SIGKILL), 0);
-  REQUIRE(server.child_exits_within(victim, kHangGuard));
+  const KilledChild killed = kill_first_child(server);
+  const pid_t victim = killed.victim;
+  const pid_t survivor = killed.survivor;
   // The parent reaps the victim and forks its replacement: two live children again, one new.
   pid_t replacement = 0;
   const bool replaced = poll_until([&] {
