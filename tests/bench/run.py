@@ -1553,6 +1553,14 @@ def series_plot(bench, name, title, xlabel, ylabel, series, logx=True, logy=True
     return plot(bench, name, title, body, data)
 
 
+def add_point(series, label, x, value):
+    """Adds (x, median, min, max) of `value` (a spread()) to the line `label` of `series`; a
+    missing value (a skipped or failed point) still creates the line, without the point."""
+    points = series.setdefault(label, [])
+    if value:
+        points.append((x, value["median"], value["min"], value["max"]))
+
+
 def make_plots(bench):
     res = bench.results
     svgs = []
@@ -1606,20 +1614,14 @@ def make_plots(bench):
         for x in res["transfers"]["summary"]:
             label = f"{x['stage']} {x['direction']}"
             styles[label] = (stages.index(x["stage"]), 1 if x["direction"] == "download" else 2)
-            points = series.setdefault(label, [])
-            if x["seconds"]:
-                s = x["seconds"]
-                points.append((x["size"], s["median"], s["min"], s["max"]))
+            add_point(series, label, x["size"], x["seconds"])
         svgs.append(series_plot(bench, "transfers", "Transfer time vs size (log-log; "
                                 "skipped sizes are missing points)", "bytes", "seconds", series,
                                 styles=styles))
     if "pipelining" in res:
         series = {}
         for x in res["pipelining"]["summary"]:
-            points = series.setdefault(x["stage"], [])
-            if x["seconds"]:
-                s = x["seconds"]
-                points.append((x["depth"], s["median"], s["min"], s["max"]))
+            add_point(series, x["stage"], x["depth"], x["seconds"])
         svgs.append(series_plot(bench, "pipelining", "Pipelined GET / on one connection",
                                 "requests in the burst", "seconds until all answers", series))
     if "idle" in res:
@@ -1633,10 +1635,7 @@ def make_plots(bench):
     if "timers" in res:
         series = {}
         for x in res["timers"]["summary"]:
-            points = series.setdefault(x["stage"], [])
-            if x["cpu_s"]:
-                s = x["cpu_s"]
-                points.append((x["n"], s["median"], s["min"], s["max"]))
+            add_point(series, x["stage"], x["n"], x["cpu_s"])
         svgs.append(series_plot(bench, "timers", "Timers: insert N, cancel N/2, run the rest",
                                 "N", "CPU seconds", series))
     return [s for s in svgs if s]
