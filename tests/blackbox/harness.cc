@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -86,6 +87,27 @@ std::string temp_path(std::string_view contents) {
   ::close(fd);
   return path;
 }
+
+#ifdef TORNADO_NGINX
+// A TCP port on 127.0.0.1 that nobody listens on right now.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw_errno("socket");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) < 0) {
+    int e = errno;
+    ::close(fd);
+    errno = e;
+    throw_errno("bind 127.0.0.1:0");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+#endif
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -807,6 +829,101 @@ int run_program(const std::vector<std::string>& argv_in, const std::string& stdo
   }
   return status;
 }
+
+#ifdef TORNADO_NGINX
+NginxProxy::NginxProxy(int upstream_port, const std::string& location_lines) {
+  std::string dir = "/tmp/tornado-nginx-XXXXXX";
+  if (!::mkdtemp(dir.data())) throw_errno("mkdtemp");
+  prefix_ = dir;
+  // Run as root, nginx's worker switches to an unprivileged user, which must still reach the
+  // temporary files nginx keeps under the prefix (request bodies, for one).
+  std::filesystem::permissions(
+      prefix_, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+                   std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+                   std::filesystem::perms::others_exec);
+  // The free port may be taken between the probe and nginx's bind: then nginx exits, and the
+  // next attempt takes another port.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    port_ = free_port();
+    const std::string config =
+        "daemon off;\nmaster_process on;\nworker_processes 1;\npid " + prefix_ +
+        "/nginx.pid;\nerror_log " + prefix_ + "/error.log warn;\n" +
+        "events { worker_connections 1024; }\n"
+        "http {\n  access_log off;\n"
+        "  client_body_temp_path " +
+        prefix_ + "/body;\n  proxy_temp_path " + prefix_ + "/proxy;\n  fastcgi_temp_path " +
+        prefix_ + "/fastcgi;\n  uwsgi_temp_path " + prefix_ + "/uwsgi;\n  scgi_temp_path " +
+        prefix_ +
+        "/scgi;\n"
+        "  client_max_body_size 0;\n"
+        "  upstream course { server 127.0.0.1:" +
+        std::to_string(upstream_port) +
+        "; keepalive 4; }\n"
+        "  server {\n    listen 127.0.0.1:" +
+        std::to_string(port_) +
+        ";\n"
+        "    location / {\n      proxy_pass http://course;\n"
+        "      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n" +
+        location_lines + "\n    }\n  }\n}\n";
+    if (start_(config)) return;
+  }
+  const std::string log = error_log();
+  std::filesystem::remove_all(prefix_);
+  throw std::runtime_error("nginx did not start; its error log:\n" + log);
+}
+
+NginxProxy::~NginxProxy() {
+  stop_();
+  std::error_code ignored;
+  std::filesystem::remove_all(prefix_, ignored);
+}
+
+std::string NginxProxy::error_log() const {
+  return slurp(prefix_ + "/error.log");
+}
+
+bool NginxProxy::start_(const std::string& config) {
+  const std::string conf = prefix_ + "/nginx.conf";
+  {
+    std::ofstream out(conf, std::ios::trunc);
+    out << config;
+  }
+  std::vector<std::string> args = {TORNADO_NGINX,         "-p", prefix_, "-c", conf, "-e",
+                                   prefix_ + "/error.log"};
+  auto argv = c_argv(args);
+  pid_ = ::fork();
+  if (pid_ < 0) throw_errno("fork");
+  if (pid_ == 0) {
+    reset_signals_in_child();
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  // Ready once the port accepts; a quick exit (the port was taken) means another attempt.
+  bool ready = poll_until([&] {
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return true;
+    try {
+      Connection probe(port_);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
+  if (ready && ::waitpid(pid_, nullptr, WNOHANG) == 0) return true;
+  stop_();
+  return false;
+}
+
+void NginxProxy::stop_() {
+  if (pid_ <= 0) return;
+  // SIGTERM is nginx's fast shutdown: the master stops its worker, then exits.
+  ::kill(pid_, SIGTERM);
+  if (!poll_until([&] { return ::waitpid(pid_, nullptr, WNOHANG) != 0; })) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  pid_ = -1;
+}
+#endif
 
 TempFile::TempFile(std::string_view contents) : path_(temp_path(contents)) {}
 TempFile::~TempFile() {

@@ -217,6 +217,32 @@ long raise_nofile_limit();
 int run_program(const std::vector<std::string>& argv, const std::string& stdout_path,
                 const std::string& stderr_path, milliseconds guard = kBulkHangGuard);
 
+#ifdef TORNADO_NGINX
+/// nginx (the binary found at configure time) as a real reverse proxy in front of
+/// 127.0.0.1:`upstream_port`: one worker, run in the foreground from a temporary prefix of its
+/// own on a free port, with keep-alive connections to the upstream. `location_lines` go into
+/// its only location block, after proxy_pass. Stopped (SIGTERM, then SIGKILL) on destruction.
+class NginxProxy {
+ public:
+  NginxProxy(int upstream_port, const std::string& location_lines);
+  ~NginxProxy();
+  NginxProxy(const NginxProxy&) = delete;
+  NginxProxy& operator=(const NginxProxy&) = delete;
+
+  int port() const { return port_; }
+  /// nginx's error log so far.
+  std::string error_log() const;
+
+ private:
+  bool start_(const std::string& config);
+  void stop_();
+
+  std::string prefix_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+#endif
+
 /// A temporary file removed when this object goes away.
 class TempFile {
  public:

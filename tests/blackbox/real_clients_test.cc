@@ -1,5 +1,7 @@
-// Real HTTP clients against the server: curl and Python's http.client. Both must be installed;
-// a missing client fails the test rather than skipping it, so CI cannot pass by accident.
+// Real HTTP clients against the server: curl and Python's http.client, and nginx as a reverse
+// proxy in front of it. curl and Python must be installed: a missing client fails the test
+// rather than skipping it, so CI cannot pass by accident. nginx is optional (CMake leaves the
+// proxy cases out without it and says so; CI installs it).
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
@@ -121,3 +123,72 @@ TEST_CASE("Python http.client reuses one connection and sees the contract") {
   CHECK_EQ(result.exit_code, 0);
   CHECK_SERVER_ALIVE(server);
 }
+
+#ifdef TORNADO_NGINX
+namespace {
+
+// What the proxy tells the server: the client's address, and a scheme that differs from the
+// server's own, so that a server taking it can be told from one that does not.
+const std::string kForwardingHeaders =
+    "      proxy_set_header X-Real-IP $remote_addr;\n"
+    "      proxy_set_header X-Scheme https;";
+
+std::string proxy_url(const NginxProxy& proxy, const std::string& target) {
+  return "http://127.0.0.1:" + std::to_string(proxy.port()) + target;
+}
+
+}  // namespace
+
+// The client connects from 127.0.0.2 (every 127/8 address is loopback on Linux) while nginx
+// reaches the server from 127.0.0.1: the address the server reports tells whose view it took.
+TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, not the proxy") {
+  ServerProcess server({"--xheaders"});
+  NginxProxy proxy(server.port(), kForwardingHeaders);
+  INFO("nginx error log: " << proxy.error_log());
+  auto result = curl({"--interface", "127.0.0.2", proxy_url(proxy, "/request?via=nginx")});
+  auto j = nlohmann::json::parse(result.out);
+  INFO(j.dump(2));
+  CHECK_EQ(j["remote_ip"], "127.0.0.2");
+  CHECK_EQ(j["protocol"], "https");
+  CHECK_EQ(j["headers"]["X-Real-Ip"], "127.0.0.2");
+  CHECK_EQ(j["arguments"]["via"], nlohmann::json::array({"nginx"}));
+  CHECK_SERVER_ALIVE(server);
+}
+
+TEST_CASE("nginx reverse proxy: without --xheaders the server reports the proxy") {
+  ServerProcess server;
+  NginxProxy proxy(server.port(), kForwardingHeaders);
+  INFO("nginx error log: " << proxy.error_log());
+  auto result = curl({"--interface", "127.0.0.2", proxy_url(proxy, "/request")});
+  auto j = nlohmann::json::parse(result.out);
+  INFO(j.dump(2));
+  CHECK_EQ(j["remote_ip"], "127.0.0.1");
+  CHECK_EQ(j["protocol"], "http");
+}
+
+TEST_CASE("nginx reverse proxy: bodies both ways over reused upstream connections") {
+  ServerProcess server;
+  NginxProxy proxy(server.port(), "");
+  INFO("nginx error log: " << proxy.error_log());
+  // 1 MiB each way, byte-exact through nginx's buffering.
+  TempFile payload(binary_payload(1 << 20));
+  TempFile echoed;
+  curl({"--data-binary", "@" + payload.path(), "-o", echoed.path(), proxy_url(proxy, "/echo")});
+  CHECK_MESSAGE(echoed.read() == payload.read(), "echo through nginx differs from the 1 MiB sent");
+  auto bytes = curl({proxy_url(proxy, "/bytes/1048576")});
+  CHECK_MESSAGE(bytes.out == alphabet_bytes(1 << 20), "/bytes through nginx is not the pattern");
+  // Twenty requests in one curl run: nginx keeps its upstream connections open between them
+  // (keepalive 4), so the server answers several requests per connection from the proxy.
+  std::vector<std::string> args = {"-o", "/dev/null", "-w", "%{http_code}\n"};
+  for (int i = 0; i < 20; ++i) {
+    args.push_back(proxy_url(proxy, "/"));
+    if (i + 1 < 20) args.insert(args.end(), {"-o", "/dev/null"});
+  }
+  auto many = curl(args);
+  std::string expected;
+  for (int i = 0; i < 20; ++i)
+    expected += "200\n";
+  CHECK_EQ(many.out, expected);
+  CHECK_SERVER_ALIVE(server);
+}
+#endif
