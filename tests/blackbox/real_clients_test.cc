@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "harness.h"
@@ -137,33 +138,35 @@ std::string proxy_url(const NginxProxy& proxy, const std::string& target) {
   return "http://127.0.0.1:" + std::to_string(proxy.port()) + target;
 }
 
-}  // namespace
-
-// The client connects from 127.0.0.2 (every 127/8 address is loopback on Linux) while nginx
-// reaches the server from 127.0.0.1: the address the server reports tells whose view it took.
-TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, not the proxy") {
-  ServerProcess server({"--xheaders"});
+// GET /request?via=nginx from 127.0.0.2 (every 127/8 address is loopback on Linux) through
+// nginx, which reaches the server from 127.0.0.1: the address the server reports tells whose
+// view it took. The server runs with `server_args`; returns its JSON answer.
+nlohmann::json request_through_proxy(std::vector<std::string> server_args) {
+  ServerProcess server(std::move(server_args));
   NginxProxy proxy(server.port(), kForwardingHeaders);
   INFO("nginx error log: " << proxy.error_log());
   auto result = curl({"--interface", "127.0.0.2", proxy_url(proxy, "/request?via=nginx")});
-  auto j = nlohmann::json::parse(result.out);
+  CHECK_SERVER_ALIVE(server);
+  return nlohmann::json::parse(result.out);
+}
+
+}  // namespace
+
+TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, not the proxy") {
+  auto j = request_through_proxy({"--xheaders"});
   INFO(j.dump(2));
   CHECK_EQ(j["remote_ip"], "127.0.0.2");
   CHECK_EQ(j["protocol"], "https");
   CHECK_EQ(j["headers"]["X-Real-Ip"], "127.0.0.2");
   CHECK_EQ(j["arguments"]["via"], nlohmann::json::array({"nginx"}));
-  CHECK_SERVER_ALIVE(server);
 }
 
 TEST_CASE("nginx reverse proxy: without --xheaders the server reports the proxy") {
-  ServerProcess server;
-  NginxProxy proxy(server.port(), kForwardingHeaders);
-  INFO("nginx error log: " << proxy.error_log());
-  auto result = curl({"--interface", "127.0.0.2", proxy_url(proxy, "/request")});
-  auto j = nlohmann::json::parse(result.out);
+  auto j = request_through_proxy({});
   INFO(j.dump(2));
   CHECK_EQ(j["remote_ip"], "127.0.0.1");
   CHECK_EQ(j["protocol"], "http");
+  CHECK_EQ(j["headers"]["X-Real-Ip"], "127.0.0.2");  // Sent all the same, and ignored.
 }
 
 TEST_CASE("nginx reverse proxy: bodies both ways over reused upstream connections") {
