@@ -175,7 +175,7 @@ std::vector<std::string> split(const std::string& s, const std::string& separato
   parts.reserve(count);
   std::size_t start = 0;
   while (true) {
-    std::size_t at = separator.size() == 1 ? s.find(separator[0], start) : s.find(separator, start);
+    std::size_t at = s.find(separator, start);
     if (at == std::string::npos) break;
     parts.push_back(s.substr(start, at - start));
     start = at + separator.size();

@@ -227,11 +227,6 @@ def cpu_times(pids):
     return user / CLOCK_TICKS, kernel / CLOCK_TICKS
 
 
-def cpu_seconds(pids):
-    """utime + stime of the given live processes, in seconds."""
-    return sum(cpu_times(pids))
-
-
 def rss_kib(pids):
     """Sum of VmRSS over the given processes, in KiB."""
     total = 0
