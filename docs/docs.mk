@@ -33,6 +33,12 @@ DOCS_RELEASE_stage1-v1.0         := Tornado 1.0 (2010)
 DOCS_RELEASE_stage2-v2.0         := Tornado 2.0 (2011)
 DOCS_RELEASE_stage3-configurable := Tornado 3.0 (2013)
 
+# The Tornado ref each stage's \tornado{file,function} links to.
+DOCS_REF_stage0-pre1.0       := 2afa9734
+DOCS_REF_stage1-v1.0         := v1.0.0
+DOCS_REF_stage2-v2.0         := v2.0.0
+DOCS_REF_stage3-configurable := v3.0.0
+
 # A diff that ignores the user's git configuration (colour, prefixes, external tools).
 DOCS_GIT_DIFF := git -c core.quotepath=off diff --no-index --no-ext-diff --src-prefix=a/ --dst-prefix=b/
 
@@ -62,7 +68,7 @@ docs-prepare:
 $(addprefix docs-site-,$(DOCS_STAGES)): docs-site-%:
 	@echo "Doxygen: $*"
 	@mkdir -p $(DOCS_OUT)/$*
-	@DOCS_STAGE=$* DOCS_TITLE="$*: $(DOCS_RELEASE_$*)" \
+	@DOCS_STAGE=$* DOCS_TITLE="$*: $(DOCS_RELEASE_$*)" DOCS_REF=$(DOCS_REF_$*) \
 	 DOCS_PAGE=$(DOCS_WORK)/pages/$(firstword $(subst -, ,$*)).md \
 	 DOCS_PAGES_DIR=$(DOCS_WORK)/pages DOCS_OUT=$(DOCS_OUT)/$* \
 	 DOCS_WARN_LOG=$(DOCS_WORK)/$*.warnings doxygen docs/Doxyfile; \

@@ -30,7 +30,7 @@ using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)
 ///
 /// Course deviation: a header that repeats is joined to the earlier value with "," (the
 /// contract's rule, and 1.0's). In 2009 the last value silently replaced the others.
-/// \tornado{2afa9734,tornado/httpserver.py,HTTPHeaders}
+/// \tornado{tornado/httpserver.py,HTTPHeaders}
 class HTTPHeaders {
  public:
   using Map = std::map<std::string, std::string>;  ///< Normalised name to value.
@@ -40,7 +40,7 @@ class HTTPHeaders {
   /// True when `name` is present.
   bool contains(const std::string& name) const;
   /// Sets `name` to `value`, replacing any earlier value.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPHeaders.__setitem__}
+  /// \tornado{tornado/httpserver.py,HTTPHeaders.__setitem__}
   void set(const std::string& name, const std::string& value);
   /// Sets `name`, or joins `value` to the value already present with ",".
   void add(const std::string& name, const std::string& value);
@@ -53,11 +53,11 @@ class HTTPHeaders {
   ///
   /// The 2009 parser split each line on ": " and let the exception escape to the IOLoop,
   /// leaving the client unanswered; the server now turns the exception into a 400.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPHeaders.parse}
+  /// \tornado{tornado/httpserver.py,HTTPHeaders.parse}
   static HTTPHeaders parse(const std::string& headers_string);
 
   /// "content-type" -> "Content-Type": each '-'-separated word capitalised, the rest lower.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPHeaders._normalize_name}
+  /// \tornado{tornado/httpserver.py,HTTPHeaders._normalize_name}
   static std::string normalize_name(const std::string& name);
 
  private:
@@ -86,7 +86,7 @@ struct HTTPFile {
 /// Ownership: the server owns its listening socket. Each accepted connection owns itself
 /// (see HTTPConnection) and the server keeps only weak references, to close what is still
 /// open when the server is destroyed.
-/// \tornado{2afa9734,tornado/httpserver.py,HTTPServer}
+/// \tornado{tornado/httpserver.py,HTTPServer}
 class HTTPServer {
  public:
   /// Default largest request body (the 2009 stream's max_buffer_size, 100 MiB).
@@ -97,7 +97,7 @@ class HTTPServer {
   ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPServer.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
                       IOLoop* io_loop = nullptr, bool xheaders = false,
                       std::size_t max_body_size = kDefaultMaxBodySize);
@@ -111,7 +111,7 @@ class HTTPServer {
   ///
   /// 2009 bound every interface (""); the address argument is the contract's `--address`.
   /// The backlog is 1024 rather than 128 so that a burst of 1000 connects is absorbed.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPServer.listen}
+  /// \tornado{tornado/httpserver.py,HTTPServer.listen}
   void listen(int port, const std::string& address = "");
   /// The port the server listens on, or 0 before listen(). Course extension, for `--port 0`.
   int port() const;
@@ -139,7 +139,7 @@ class HTTPServer {
 /// stack can still be using it. A request in progress also keeps its connection alive, so a
 /// handler that answers later (from a timeout) never writes through a dangling pointer: if
 /// the client has gone, the stream is closed and write() throws StreamClosedError.
-/// \tornado{2afa9734,tornado/httpserver.py,HTTPConnection}
+/// \tornado{tornado/httpserver.py,HTTPConnection}
 class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
  public:
   /// Parsing limit on the request line plus headers (course contract: 431 above it; the
@@ -147,7 +147,7 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   static constexpr std::size_t kMaxHeaderSize = 65536;
 
   /// Creates a connection over `stream` and starts reading the first request.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPConnection.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.__init__}
   static std::shared_ptr<HTTPConnection> create(
       std::unique_ptr<IOStream> stream, std::string address, RequestCallback request_callback,
       bool no_keep_alive = false, bool xheaders = false,
@@ -158,10 +158,10 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
                  std::size_t max_body_size);
 
   /// Queues part of the response. Throws StreamClosedError if the client has gone.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPConnection.write}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.write}
   void write(const std::string& chunk);
   /// Ends the current request; the keep-alive decision is taken once its bytes are sent.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPConnection.finish}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.finish}
   void finish();
   /// Whether the connection will stay open after the current request: the decision
   /// finish_request_() takes, exposed so that a handler can announce it in a Connection
@@ -201,11 +201,11 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
 ///
 /// Query and form arguments map a name to its list of values; blank values are dropped, as
 /// in 2009. Files map a form field to the files uploaded under it.
-/// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest}
+/// \tornado{tornado/httpserver.py,HTTPRequest}
 class HTTPRequest {
  public:
   /// Builds a request; `path`, `query` and `arguments` are derived from `uri`.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.__init__}
   HTTPRequest(std::string method, std::string uri, std::string version = "HTTP/1.0",
               HTTPHeaders headers = {}, std::string body = "", std::string remote_ip = "",
               std::string protocol = "", std::string host = "",
@@ -226,19 +226,19 @@ class HTTPRequest {
   std::shared_ptr<HTTPConnection> connection;                 ///< Null for a request built by hand.
 
   /// True only for exactly "HTTP/1.1".
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.supports_http_1_1}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.supports_http_1_1}
   bool supports_http_1_1() const { return version == "HTTP/1.1"; }
   /// Writes part of the response to the connection.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.write}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.write}
   void write(const std::string& chunk);
   /// Finishes the request on its connection.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.finish}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.finish}
   void finish();
   /// protocol + "://" + host + uri.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.full_url}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.full_url}
   std::string full_url() const;
   /// Seconds from construction to finish(), or to now if not finished.
-  /// \tornado{2afa9734,tornado/httpserver.py,HTTPRequest.request_time}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.request_time}
   double request_time() const;
 
  private:

@@ -19,7 +19,7 @@ namespace tornado {
 /// through the same four duck-typed methods; this is that shape as an abstract class.
 /// `register` is a C++ keyword, so the first method is `register_fd`.
 ///
-/// \tornado{2afa9734,tornado/ioloop.py,_EPoll}
+/// \tornado{tornado/ioloop.py,_EPoll}
 class Poller {
  public:
   /// One ready fd and the events that fired on it, as in Python's list of pairs.
@@ -70,7 +70,7 @@ class Poller {
 ///   removing a timeout that already ran throws (a heap with lazy cancellation in 2.0, stage2);
 /// - callbacks are an unordered set: no order is promised (a FIFO list in 2.0, stage2).
 ///
-/// \tornado{2afa9734,tornado/ioloop.py,IOLoop}
+/// \tornado{tornado/ioloop.py,IOLoop}
 class IOLoop {
  public:
   /// A handler for events on one fd: `handler(fd, events)`.
@@ -82,7 +82,7 @@ class IOLoop {
 
   /// A deadline and its callback. The handle add_timeout() returns points to one of these.
   ///
-  /// \tornado{2afa9734,tornado/ioloop.py,_Timeout}
+  /// \tornado{tornado/ioloop.py,_Timeout}
   struct Timeout {
     double deadline;    ///< Absolute wall-clock time in seconds, like Python's time.time().
     std::uint64_t seq;  ///< Tie-breaker for equal deadlines (see add_timeout()).
@@ -100,7 +100,7 @@ class IOLoop {
   /// Creates a loop over `impl`, or over the poller the platform offers when `impl` is null.
   ///
   /// Most programs use instance() instead; tests build private loops with this constructor.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.__init__}
+  /// \tornado{tornado/ioloop.py,IOLoop.__init__}
   explicit IOLoop(std::unique_ptr<Poller> impl = nullptr);
   /// Closes the poller and the waker pipe; pending callbacks and timeouts are dropped unrun.
   ~IOLoop();
@@ -108,34 +108,34 @@ class IOLoop {
   IOLoop& operator=(const IOLoop&) = delete;
 
   /// Returns the process-wide loop, creating it on first use. Not thread-safe in 2009 either.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.instance}
+  /// \tornado{tornado/ioloop.py,IOLoop.instance}
   static IOLoop& instance();
 
   /// Calls `handler(fd, events)` whenever `events` (plus ERROR, always) fire on `fd`.
   ///
   /// The loop does not own `fd`; whoever registered it must remove_handler() before closing
   /// it. Throws std::system_error when the poller refuses the fd. Loop thread only.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.add_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_handler}
   void add_handler(int fd, Handler handler, std::uint32_t events);
   /// Changes the events watched for `fd` (ERROR is always added). Loop thread only.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.update_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.update_handler}
   void update_handler(int fd, std::uint32_t events);
   /// Forgets `fd`'s handler and any event still pending for it in this pass. Loop thread only.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.remove_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_handler}
   void remove_handler(int fd);
 
   /// Runs the loop until stop() is called; see the class comment for one iteration's phases.
   ///
   /// Exceptions thrown by handlers and callbacks are logged and the loop goes on; a poller
   /// failure other than EINTR propagates, as it did in Python.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.start}
+  /// \tornado{tornado/ioloop.py,IOLoop.start}
   void start();
   /// Makes start() return after the current iteration. Before start() it is forgotten, since
   /// start() sets the running flag again (fixed in 1.0).
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.stop}
+  /// \tornado{tornado/ioloop.py,IOLoop.stop}
   void stop();
   /// True between start() and the end of the iteration in which stop() was called.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.running}
+  /// \tornado{tornado/ioloop.py,IOLoop.running}
   bool running() const { return running_; }
 
   /// Runs `callback` at `deadline` (absolute wall-clock seconds, see IOLoop::time()).
@@ -143,26 +143,26 @@ class IOLoop {
   /// Inserted into a sorted vector at O(n) cost. Equal deadlines run in insertion order: the
   /// 2009 code ordered them by the callbacks' memory addresses, which C++ lambdas do not have
   /// in a meaningful way, so a sequence number stands in (the rule Tornado adopted in 4.0).
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.add_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_timeout}
   TimeoutHandle add_timeout(double deadline, Callback callback);
   /// Cancels a pending timeout with an O(n) search and erase.
   ///
   /// Throws std::invalid_argument when the timeout is not pending (it already ran, or was
   /// removed), as Python's list.remove raised ValueError. Stage2's heap makes this harmless.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.remove_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_timeout}
   void remove_timeout(const TimeoutHandle& timeout);
 
   /// Runs `callback` on the next iteration of the loop and tries to wake the loop.
   ///
   /// The wake is lost (see the class comment), so a sleeping loop notices the callback only
   /// when its 0.2 s poll cap expires. The returned id is only for remove_callback().
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.add_callback}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_callback}
   CallbackId add_callback(Callback callback);
   /// Drops a callback that has not run yet; an unknown id is ignored.
   ///
   /// The 2009 method called `set.pop(callback)`, which raised TypeError on every call; 1.0
   /// fixed it and 1.1 removed the method. This is the intended behaviour.
-  /// \tornado{2afa9734,tornado/ioloop.py,IOLoop.remove_callback}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_callback}
   void remove_callback(CallbackId id);
 
   /// The clock deadlines are measured on: wall-clock seconds since the epoch (time.time()).
@@ -190,7 +190,7 @@ class IOLoop {
 };
 
 /// The Linux poller: a thin wrapper over epoll_create1 / epoll_ctl / epoll_wait.
-/// \tornado{2afa9734,tornado/ioloop.py,_EPoll}
+/// \tornado{tornado/ioloop.py,_EPoll}
 class EPoll final : public Poller {
  public:
   /// Creates the epoll instance. Throws std::system_error on failure.
@@ -217,7 +217,7 @@ class EPoll final : public Poller {
 /// data rather than for errors, so a peer's hang-up is seen only while READ is watched
 /// (2.0 put ERROR fds into the read set instead). Unlike 2009, an fd at or above FD_SETSIZE
 /// is refused with a logged error: FD_SET on it would write past the end of the set.
-/// \tornado{2afa9734,tornado/ioloop.py,_Select}
+/// \tornado{tornado/ioloop.py,_Select}
 class Select final : public Poller {
  public:
   /// Adds `fd` to the sets its events name. Refuses fd >= FD_SETSIZE with EINVAL.
@@ -235,7 +235,7 @@ class Select final : public Poller {
 
 /// Chooses the poller as the 2009 module did: epoll where the platform has it, else select()
 /// (with a warning on Linux, where epoll should always be present).
-/// \tornado{2afa9734,tornado/ioloop.py,_poll}
+/// \tornado{tornado/ioloop.py,_poll}
 std::unique_ptr<Poller> default_poller();
 
 }  // namespace tornado

@@ -58,7 +58,7 @@ struct HTTPFile {
 /// Ownership: the server owns its listening socket. Each accepted connection owns itself
 /// (see HTTPConnection) and the server keeps only weak references, to close what is still
 /// open when the server is destroyed.
-/// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer}
+/// \tornado{tornado/httpserver.py,HTTPServer}
 class HTTPServer {
  public:
   /// Default largest request body (the 2009 stream's max_buffer_size, 100 MiB).
@@ -70,7 +70,7 @@ class HTTPServer {
   ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
                       IOLoop* io_loop = nullptr, bool xheaders = false,
                       std::size_t max_body_size = kDefaultMaxBodySize);
@@ -80,12 +80,12 @@ class HTTPServer {
   HTTPServer& operator=(const HTTPServer&) = delete;
 
   /// Binds to `address`:`port` and serves in this process: bind() then start(1).
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer.listen}
+  /// \tornado{tornado/httpserver.py,HTTPServer.listen}
   void listen(int port, const std::string& address = "");
   /// Creates the listening IPv4 socket on `address`:`port` (port 0 picks a free port)
   /// without accepting yet. Throws std::system_error on failure. The backlog is 1024 rather
   /// than 128 so that a burst of 1000 connects is absorbed.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer.bind}
+  /// \tornado{tornado/httpserver.py,HTTPServer.bind}
   void bind(int port, const std::string& address = "");
   /// Starts accepting. `num_processes` 1 serves in this process; 0 or less means one process
   /// per CPU (sysconf); more than 1 pre-forks that many children.
@@ -100,10 +100,10 @@ class HTTPServer {
   ///
   /// If IOLoop::instance() already exists, forking would share one loop (one epoll set, one
   /// waker pipe) among all children: 1.0 logs an error and serves in one process instead.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer.start}
+  /// \tornado{tornado/httpserver.py,HTTPServer.start}
   void start(int num_processes = 1);
   /// Stops accepting and closes the listening socket; open connections carry on.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPServer.stop}
+  /// \tornado{tornado/httpserver.py,HTTPServer.stop}
   void stop();
   /// The port the server listens on, or 0 before bind(). Course extension, for `--port 0`.
   int port() const;
@@ -132,7 +132,7 @@ class HTTPServer {
 /// stack can still be using it. A request in progress also keeps its connection alive, so a
 /// handler that answers later (from a timeout) never writes through a dangling pointer: if
 /// the client has gone, the stream is closed and write() throws StreamClosedError.
-/// \tornado{v1.0.0,tornado/httpserver.py,HTTPConnection}
+/// \tornado{tornado/httpserver.py,HTTPConnection}
 class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
  public:
   /// Parsing limit on the request line plus headers (course contract: 431 above it; the
@@ -140,7 +140,7 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   static constexpr std::size_t kMaxHeaderSize = 65536;
 
   /// Creates a connection over `stream` and starts reading the first request.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPConnection.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.__init__}
   static std::shared_ptr<HTTPConnection> create(
       std::unique_ptr<IOStream> stream, std::string address, RequestCallback request_callback,
       bool no_keep_alive = false, bool xheaders = false,
@@ -151,10 +151,10 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
                  std::size_t max_body_size);
 
   /// Queues part of the response; does nothing if the client has gone (new in 1.0).
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPConnection.write}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.write}
   void write(const std::string& chunk);
   /// Ends the current request; the keep-alive decision is taken once its bytes are sent.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPConnection.finish}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.finish}
   void finish();
   /// Whether the connection will stay open after the current request: the decision
   /// finish_request_() takes, exposed so that a handler can announce it in a Connection
@@ -194,11 +194,11 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
 ///
 /// Query and form arguments map a name to its list of values; blank values are dropped, as
 /// in 2009. Files map a form field to the files uploaded under it.
-/// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest}
+/// \tornado{tornado/httpserver.py,HTTPRequest}
 class HTTPRequest {
  public:
   /// Builds a request; `path`, `query` and `arguments` are derived from `uri`.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.__init__}
   HTTPRequest(std::string method, std::string uri, std::string version = "HTTP/1.0",
               HTTPHeaders headers = {}, std::string body = "", std::string remote_ip = "",
               std::string protocol = "", std::string host = "",
@@ -219,19 +219,19 @@ class HTTPRequest {
   std::shared_ptr<HTTPConnection> connection;                 ///< Null for a request built by hand.
 
   /// True only for exactly "HTTP/1.1".
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.supports_http_1_1}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.supports_http_1_1}
   bool supports_http_1_1() const { return version == "HTTP/1.1"; }
   /// Writes part of the response to the connection.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.write}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.write}
   void write(const std::string& chunk);
   /// Finishes the request on its connection.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.finish}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.finish}
   void finish();
   /// protocol + "://" + host + uri.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.full_url}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.full_url}
   std::string full_url() const;
   /// Seconds from construction to finish(), or to now if not finished.
-  /// \tornado{v1.0.0,tornado/httpserver.py,HTTPRequest.request_time}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.request_time}
   double request_time() const;
 
  private:

@@ -15,27 +15,27 @@ namespace tornado {
 /// class moved here from httpserver: a header that repeats keeps all its values, get() and
 /// items() show them joined with "," and get_list() one by one. (In 2009 the last value
 /// silently replaced the others.)
-/// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders}
+/// \tornado{tornado/httputil.py,HTTPHeaders}
 class HTTPHeaders {
  public:
   using Map = std::map<std::string, std::string>;  ///< Normalised name to value.
 
   /// The value of `name` (its values joined with ","), or `default_value` when absent.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.get}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get}
   std::string get(const std::string& name, const std::string& default_value = "") const;
   /// True when `name` is present.
   bool contains(const std::string& name) const;
   /// Sets `name` to `value`, replacing every earlier value.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.__setitem__}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.__setitem__}
   void set(const std::string& name, const std::string& value);
   /// Adds a value for `name`, keeping the values it already has.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.add}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.add}
   void add(const std::string& name, const std::string& value);
   /// Every value of `name`, in the order they were added; empty when absent.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.get_list}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get_list}
   std::vector<std::string> get_list(const std::string& name) const;
   /// Every (name, value) pair, a repeated header once per value.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.get_all}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get_all}
   std::vector<std::pair<std::string, std::string>> get_all() const;
   /// The headers, by normalised name, repeated values joined with ",".
   const Map& items() const { return headers_; }
@@ -44,15 +44,15 @@ class HTTPHeaders {
   /// std::invalid_argument on a line that is not a valid header: no colon, an empty or
   /// non-token name, a control character in the value, or a continuation line starting with
   /// whitespace (obs-fold, which the contract rejects; 1.0 did not know it either).
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.parse_line}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.parse_line}
   void parse_line(const std::string& line);
   /// Parses a header block of lines separated by CRLF (or LF); throws as parse_line() does.
   /// The server turns the exception into a 400; 1.0 closed the connection unanswered.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders.parse}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.parse}
   static HTTPHeaders parse(const std::string& headers_string);
 
   /// "content-type" -> "Content-Type": each '-'-separated word capitalised, the rest lower.
-  /// \tornado{v1.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
+  /// \tornado{tornado/httputil.py,HTTPHeaders._normalize_name}
   static std::string normalize_name(const std::string& name);
 
  private:

@@ -53,7 +53,7 @@ struct StreamClosedError : std::runtime_error {
 /// and closes it in close() or in the destructor. Never destroy a stream from inside one of
 /// its own callbacks; close() it and let the owner release it later. Loop thread only.
 ///
-/// \tornado{v1.0.0,tornado/iostream.py,IOStream}
+/// \tornado{tornado/iostream.py,IOStream}
 class IOStream {
  public:
   /// Receives the bytes a read produced.
@@ -64,7 +64,7 @@ class IOStream {
   /// Takes ownership of connected socket `fd`, makes it non-blocking and registers it with
   /// `io_loop` (IOLoop::instance() when null) for ERROR. If registration fails, closes `fd`
   /// and rethrows. `max_buffer_size`: the read buffer reaching this size closes the stream.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.__init__}
+  /// \tornado{tornado/iostream.py,IOStream.__init__}
   explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                     std::size_t read_chunk_size = 4096);
   /// Closes the socket if still open, without running the close callback.
@@ -76,7 +76,7 @@ class IOStream {
   ///
   /// Only one read may be pending. If the buffer already holds the delimiter, the callback
   /// runs before this returns. Throws StreamClosedError on a closed stream.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.read_until}
+  /// \tornado{tornado/iostream.py,IOStream.read_until}
   void read_until(const std::string& delimiter, ReadCallback callback);
   /// read_until() that gives up once `max_bytes` are buffered without the delimiter.
   ///
@@ -89,18 +89,18 @@ class IOStream {
   ///
   /// Only one read may be pending. If the buffer already holds them, the callback runs
   /// before this returns. Throws StreamClosedError on a closed stream.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.read_bytes}
+  /// \tornado{tornado/iostream.py,IOStream.read_bytes}
   void read_bytes(std::size_t num_bytes, ReadCallback callback);
   /// Appends `data` to the write buffer and watches WRITE; nothing is sent before the next
   /// WRITE event. `callback` (if any) runs once the buffer is empty and replaces any callback
   /// a previous write() left. Throws StreamClosedError on a closed stream.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.write}
+  /// \tornado{tornado/iostream.py,IOStream.write}
   void write(const std::string& data, Callback callback = nullptr);
   /// Calls `callback` when the stream closes, from whichever path closes it.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.set_close_callback}
+  /// \tornado{tornado/iostream.py,IOStream.set_close_callback}
   void set_close_callback(Callback callback);
   /// Unregisters and closes the socket, then runs the close callback. Safe to call twice.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.close}
+  /// \tornado{tornado/iostream.py,IOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
   /// or until the peer closes, then close()s.
@@ -111,13 +111,13 @@ class IOStream {
   void close_gracefully(double linger = 1.0);
 
   /// True while a read_until() or read_bytes() is pending.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.reading}
+  /// \tornado{tornado/iostream.py,IOStream.reading}
   bool reading() const { return static_cast<bool>(read_callback_); }
   /// True while the write buffer holds unsent data.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.writing}
+  /// \tornado{tornado/iostream.py,IOStream.writing}
   bool writing() const { return !write_buffer_.empty(); }
   /// True once close() has run.
-  /// \tornado{v1.0.0,tornado/iostream.py,IOStream.closed}
+  /// \tornado{tornado/iostream.py,IOStream.closed}
   bool closed() const { return fd_ < 0; }
   /// The socket, or -1 once closed (Python exposed `stream.socket`).
   int fd() const { return fd_; }

@@ -20,7 +20,7 @@ namespace tornado {
 /// through the same four duck-typed methods; this is that shape as an abstract class.
 /// `register` is a C++ keyword, so the first method is `register_fd`.
 ///
-/// \tornado{v2.0.0,tornado/ioloop.py,_EPoll}
+/// \tornado{tornado/ioloop.py,_EPoll}
 class Poller {
  public:
   /// One ready fd and the events that fired on it, as in Python's list of pairs.
@@ -76,7 +76,7 @@ class Poller {
 ///   appending and takes no lock (2.1 added the lock, stage3);
 /// - cancelled timeouts stay in the heap until they reach its top (3.2 compacts the heap).
 ///
-/// \tornado{v2.0.0,tornado/ioloop.py,IOLoop}
+/// \tornado{tornado/ioloop.py,IOLoop}
 class IOLoop {
  public:
   /// A handler for events on one fd: `handler(fd, events)`.
@@ -86,7 +86,7 @@ class IOLoop {
 
   /// A deadline and its callback. The handle add_timeout() returns points to one of these.
   ///
-  /// \tornado{v2.0.0,tornado/ioloop.py,_Timeout}
+  /// \tornado{tornado/ioloop.py,_Timeout}
   struct Timeout {
     double deadline;    ///< Absolute wall-clock time in seconds, like Python's time.time().
     std::uint64_t seq;  ///< Tie-breaker for equal deadlines (see add_timeout()).
@@ -104,7 +104,7 @@ class IOLoop {
   /// Creates a loop over `impl`, or over the poller the platform offers when `impl` is null.
   ///
   /// Most programs use instance() instead; tests build private loops with this constructor.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.__init__}
+  /// \tornado{tornado/ioloop.py,IOLoop.__init__}
   explicit IOLoop(std::unique_ptr<Poller> impl = nullptr);
   /// Closes the poller and the waker pipe; pending callbacks and timeouts are dropped unrun.
   virtual ~IOLoop();
@@ -112,38 +112,38 @@ class IOLoop {
   IOLoop& operator=(const IOLoop&) = delete;
 
   /// Returns the process-wide loop, creating it on first use. Not thread-safe in 2009 either.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.instance}
+  /// \tornado{tornado/ioloop.py,IOLoop.instance}
   static IOLoop& instance();
   /// True once instance() has created the process-wide loop. A prefork server checks it:
   /// a loop created before fork() would be shared by every child (one epoll set, one waker).
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.initialized}
+  /// \tornado{tornado/ioloop.py,IOLoop.initialized}
   static bool initialized();
 
   /// Calls `handler(fd, events)` whenever `events` (plus ERROR, always) fire on `fd`.
   ///
   /// The loop does not own `fd`; whoever registered it must remove_handler() before closing
   /// it. Throws std::system_error when the poller refuses the fd. Loop thread only.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.add_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_handler}
   void add_handler(int fd, Handler handler, std::uint32_t events);
   /// Changes the events watched for `fd` (ERROR is always added). Loop thread only.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.update_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.update_handler}
   void update_handler(int fd, std::uint32_t events);
   /// Forgets `fd`'s handler and any event still pending for it in this pass. Loop thread only.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.remove_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_handler}
   void remove_handler(int fd);
 
   /// Runs the loop until stop() is called; see the class comment for one iteration's phases.
   ///
   /// Exceptions thrown by handlers and callbacks are logged and the loop goes on; a poller
   /// failure other than EINTR propagates, as it did in Python.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.start}
+  /// \tornado{tornado/ioloop.py,IOLoop.start}
   void start();
   /// Makes start() return after the current iteration. Called before start(), it makes the
   /// next start() return at once (2009 forgot such a stop; 1.0 remembers it).
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.stop}
+  /// \tornado{tornado/ioloop.py,IOLoop.stop}
   void stop();
   /// True between start() and the end of the iteration in which stop() was called.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.running}
+  /// \tornado{tornado/ioloop.py,IOLoop.running}
   bool running() const { return running_; }
 
   /// Runs `callback` at `deadline` (absolute wall-clock seconds, see IOLoop::time()).
@@ -151,11 +151,11 @@ class IOLoop {
   /// Pushed onto a heap at O(log n) cost. Equal deadlines run in insertion order: 2.0 ordered
   /// them by the timeout objects' memory addresses, which says nothing useful in C++, so a
   /// sequence number stands in (the rule Tornado adopted in 4.0).
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.add_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_timeout}
   TimeoutHandle add_timeout(double deadline, Callback callback);
   /// Cancels a pending timeout in O(1) by clearing its callback; the entry stays in the heap
   /// until it reaches the top. Cancelling a timeout that already ran does nothing.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.remove_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_timeout}
   void remove_timeout(const TimeoutHandle& timeout);
 
   /// Runs `callback` on the next iteration of the loop and tries to wake the loop.
@@ -164,7 +164,7 @@ class IOLoop {
   /// empty, since otherwise a wake is already on its way. Loop thread only: 2.0 promised
   /// safety from any thread but took no lock and woke before appending (fixed in 2.1).
   /// (remove_callback() is gone: 1.1 removed it.)
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.add_callback}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_callback}
   void add_callback(Callback callback);
 
   /// The clock deadlines are measured on: wall-clock seconds since the epoch (time.time()).
@@ -175,12 +175,12 @@ class IOLoop {
   /// `seconds` without returning to poll(); 0 turns the watchdog off. Uses SIGALRM and
   /// ITIMER_REAL, so one loop per process. 1.0 logged the Python stack of the blocking code;
   /// C++ has no portable equivalent, so the warning names only the threshold.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
+  /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
   void set_blocking_log_threshold(double seconds);
 
   /// Called when a callback throws, with the exception; logs it. Subclasses may override it
   /// to report errors elsewhere.
-  /// \tornado{v2.0.0,tornado/ioloop.py,IOLoop.handle_callback_exception}
+  /// \tornado{tornado/ioloop.py,IOLoop.handle_callback_exception}
   virtual void handle_callback_exception(std::exception_ptr error);
 
  private:
@@ -220,11 +220,11 @@ class IOLoop {
 /// ticker.start();
 /// tornado::IOLoop::instance().start();
 /// \endcode
-/// \tornado{v2.0.0,tornado/ioloop.py,PeriodicCallback}
+/// \tornado{tornado/ioloop.py,PeriodicCallback}
 class PeriodicCallback {
  public:
   /// Prepares to call `callback` every `callback_time` ms on `io_loop` (instance() if null).
-  /// \tornado{v2.0.0,tornado/ioloop.py,PeriodicCallback.__init__}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.__init__}
   PeriodicCallback(IOLoop::Callback callback, double callback_time, IOLoop* io_loop = nullptr);
   /// Stops the schedule.
   ~PeriodicCallback();
@@ -232,10 +232,10 @@ class PeriodicCallback {
   PeriodicCallback& operator=(const PeriodicCallback&) = delete;
 
   /// Books the first run `callback_time` from now. Loop thread only.
-  /// \tornado{v2.0.0,tornado/ioloop.py,PeriodicCallback.start}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.start}
   void start();
   /// Stops further runs; the booked timeout stays queued and is ignored when it fires.
-  /// \tornado{v2.0.0,tornado/ioloop.py,PeriodicCallback.stop}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.stop}
   void stop();
 
  private:
@@ -252,7 +252,7 @@ class PeriodicCallback {
 };
 
 /// The Linux poller: a thin wrapper over epoll_create1 / epoll_ctl / epoll_wait.
-/// \tornado{v2.0.0,tornado/ioloop.py,_EPoll}
+/// \tornado{tornado/ioloop.py,_EPoll}
 class EPoll final : public Poller {
  public:
   /// Creates the epoll instance. Throws std::system_error on failure.
@@ -280,7 +280,7 @@ class EPoll final : public Poller {
 /// stream that is not reading still gets READ events and buffers whatever arrives, so under
 /// select there is no back-pressure. Unlike 2009, an fd at or above FD_SETSIZE
 /// is refused with a logged error: FD_SET on it would write past the end of the set.
-/// \tornado{v2.0.0,tornado/ioloop.py,_Select}
+/// \tornado{tornado/ioloop.py,_Select}
 class Select final : public Poller {
  public:
   /// Adds `fd` to the sets its events name. Refuses fd >= FD_SETSIZE with EINVAL.
@@ -299,7 +299,7 @@ class Select final : public Poller {
 /// Chooses the poller as the 2.0 module did: epoll where the platform has it, kqueue on BSD
 /// and macOS, else select(). This course builds on Linux only, so kqueue is not included:
 /// on BSD it would be a fourth small Poller over kevent().
-/// \tornado{v2.0.0,tornado/ioloop.py,_poll}
+/// \tornado{tornado/ioloop.py,_poll}
 std::unique_ptr<Poller> default_poller();
 
 }  // namespace tornado

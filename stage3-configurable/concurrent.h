@@ -18,7 +18,7 @@ namespace tornado {
 /// add_done_callback() run as soon as the result is set (at once if it already is), in the
 /// thread that sets it; IOLoop::add_future() moves them onto the loop. Share it through
 /// std::shared_ptr. Not thread-safe: set it on the loop thread.
-/// \tornado{v3.0.0,tornado/concurrent.py,Future}
+/// \tornado{tornado/concurrent.py,Future}
 template <class T>
 class Future : public std::enable_shared_from_this<Future<T>> {
  public:
@@ -29,20 +29,20 @@ class Future : public std::enable_shared_from_this<Future<T>> {
   static std::shared_ptr<Future<T>> create() { return std::make_shared<Future<T>>(); }
 
   /// True once a result or an exception has been set.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.done}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.done}
   bool done() const { return done_; }
   /// The result, or the stored exception rethrown. Throws std::logic_error if not done.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.result}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.result}
   T result() const {
     if (!done_) throw std::logic_error("DummyFuture does not support blocking for results");
     if (error_) std::rethrow_exception(error_);
     return *result_;
   }
   /// The stored exception, or null.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.exception}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.exception}
   std::exception_ptr exception() const { return error_; }
   /// Calls `callback` with this future when it finishes, or now if it has.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.add_done_callback}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.add_done_callback}
   void add_done_callback(DoneCallback callback) {
     if (done_) {
       callback(this->shared_from_this());
@@ -51,13 +51,13 @@ class Future : public std::enable_shared_from_this<Future<T>> {
     }
   }
   /// Finishes the future with `result` and runs the done callbacks.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.set_result}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.set_result}
   void set_result(T result) {
     result_ = std::move(result);
     set_done_();
   }
   /// Finishes the future with `error` and runs the done callbacks.
-  /// \tornado{v3.0.0,tornado/concurrent.py,_DummyFuture.set_exception}
+  /// \tornado{tornado/concurrent.py,_DummyFuture.set_exception}
   void set_exception(std::exception_ptr error) {
     error_ = std::move(error);
     set_done_();

@@ -50,7 +50,7 @@ using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)
 /// Ownership: the server owns its listening sockets (TCPServer). Each accepted connection
 /// owns itself (see HTTPConnection) and the server keeps only weak references, to close what
 /// is still open when the server is destroyed.
-/// \tornado{v3.0.0,tornado/httpserver.py,HTTPServer}
+/// \tornado{tornado/httpserver.py,HTTPServer}
 class HTTPServer : public TCPServer {
  public:
   /// Default largest request body (the 2009 stream's max_buffer_size, 100 MiB).
@@ -63,7 +63,7 @@ class HTTPServer : public TCPServer {
   ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPServer.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
                       IOLoop* io_loop = nullptr, bool xheaders = false,
                       std::size_t max_body_size = kDefaultMaxBodySize);
@@ -71,7 +71,7 @@ class HTTPServer : public TCPServer {
   ~HTTPServer() override;
 
   /// Starts an HTTPConnection over `stream`, which then owns itself.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPServer.handle_stream}
+  /// \tornado{tornado/httpserver.py,HTTPServer.handle_stream}
   void handle_stream(std::unique_ptr<IOStream> stream, std::string address) override;
 
  private:
@@ -92,7 +92,7 @@ class HTTPServer : public TCPServer {
 /// stack can still be using it. A request in progress also keeps its connection alive, so a
 /// handler that answers later (from a timeout) never writes through a dangling pointer: if
 /// the client has gone, the stream is closed and write() throws StreamClosedError.
-/// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection}
+/// \tornado{tornado/httpserver.py,HTTPConnection}
 class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
  public:
   /// Parsing limit on the request line plus headers (course contract: 431 above it; the
@@ -100,7 +100,7 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   static constexpr std::size_t kMaxHeaderSize = 65536;
 
   /// Creates a connection over `stream` and starts reading the first request.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.__init__}
   static std::shared_ptr<HTTPConnection> create(
       std::unique_ptr<IOStream> stream, std::string address, RequestCallback request_callback,
       bool no_keep_alive = false, bool xheaders = false,
@@ -112,10 +112,10 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
 
   /// Queues part of the response; does nothing if the client has gone (new in 1.0).
   /// `callback` (new in 2.1) runs once this chunk and everything before it are sent.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection.write}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.write}
   void write(const std::string& chunk, IOStream::Callback callback = nullptr);
   /// Ends the current request; the keep-alive decision is taken once its bytes are sent.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection.finish}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.finish}
   void finish();
   /// Whether the connection will stay open after the current request: the decision
   /// finish_request_() takes, exposed so that a handler can announce it in a Connection
@@ -124,10 +124,10 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   /// Calls `callback` when the connection closes, unless the current request finishes
   /// first: the callback is forgotten between requests. New in 3.0; before, handlers set the
   /// stream's close callback directly, which replaced the connection's own.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection.set_close_callback}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.set_close_callback}
   void set_close_callback(IOStream::Callback callback);
   /// Closes the connection's stream (new in 3.0).
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPConnection.close}
+  /// \tornado{tornado/httpserver.py,HTTPConnection.close}
   void close();
 
   /// The connection's stream (Python's public `connection.stream`).
@@ -167,11 +167,11 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
 /// Query and form arguments map a name to its list of values; since 3.0 blank values are
 /// kept ("a=" gives "a" one empty value; they were dropped until 2.4). Files map a form field
 /// to the files uploaded under it.
-/// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest}
+/// \tornado{tornado/httpserver.py,HTTPRequest}
 class HTTPRequest {
  public:
   /// Builds a request; `path`, `query` and `arguments` are derived from `uri`.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.__init__}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.__init__}
   HTTPRequest(std::string method, std::string uri, std::string version = "HTTP/1.0",
               HTTPHeaders headers = {}, std::string body = "", std::string remote_ip = "",
               std::string protocol = "", std::string host = "",
@@ -192,19 +192,19 @@ class HTTPRequest {
   std::shared_ptr<HTTPConnection> connection;                 ///< Null for a request built by hand.
 
   /// True only for exactly "HTTP/1.1".
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.supports_http_1_1}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.supports_http_1_1}
   bool supports_http_1_1() const { return version == "HTTP/1.1"; }
   /// Writes part of the response to the connection; `callback` as HTTPConnection::write().
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.write}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.write}
   void write(const std::string& chunk, IOStream::Callback callback = nullptr);
   /// Finishes the request on its connection.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.finish}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.finish}
   void finish();
   /// protocol + "://" + host + uri.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.full_url}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.full_url}
   std::string full_url() const;
   /// Seconds from construction to finish(), or to now if not finished.
-  /// \tornado{v3.0.0,tornado/httpserver.py,HTTPRequest.request_time}
+  /// \tornado{tornado/httpserver.py,HTTPRequest.request_time}
   double request_time() const;
 
  private:

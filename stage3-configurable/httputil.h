@@ -17,27 +17,27 @@ namespace tornado {
 /// class moved here from httpserver: a header that repeats keeps all its values, get() and
 /// items() show them joined with "," and get_list() one by one. (In 2009 the last value
 /// silently replaced the others.)
-/// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders}
+/// \tornado{tornado/httputil.py,HTTPHeaders}
 class HTTPHeaders {
  public:
   using Map = std::map<std::string, std::string, std::less<>>;  ///< Normalised name to value.
 
   /// The value of `name` (its values joined with ","), or `default_value` when absent.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get}
   std::string get(std::string_view name, const std::string& default_value = "") const;
   /// True when `name` is present.
   bool contains(std::string_view name) const;
   /// Sets `name` to `value`, replacing every earlier value.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.__setitem__}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.__setitem__}
   void set(const std::string& name, const std::string& value);
   /// Adds a value for `name`, keeping the values it already has.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.add}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.add}
   void add(const std::string& name, const std::string& value);
   /// Every value of `name`, in the order they were added; empty when absent.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get_list}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get_list}
   std::vector<std::string> get_list(std::string_view name) const;
   /// Every (name, value) pair, a repeated header once per value.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.get_all}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.get_all}
   std::vector<std::pair<std::string, std::string>> get_all() const;
   /// The headers, by normalised name, repeated values joined with ",".
   const Map& items() const { return headers_; }
@@ -47,21 +47,21 @@ class HTTPHeaders {
   /// non-token name, a control character in the value, or a continuation line starting with
   /// whitespace (obs-fold). Course deviation: since 2.1 Tornado appended a continuation line
   /// to the previous value with one space; the contract answers obs-fold with 400.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.parse_line}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.parse_line}
   void parse_line(const std::string& line);
   /// Parses a header block of lines separated by CRLF (or LF); throws as parse_line() does.
   /// The server turns the exception into a 400; 1.0 closed the connection unanswered.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders.parse}
+  /// \tornado{tornado/httputil.py,HTTPHeaders.parse}
   static HTTPHeaders parse(const std::string& headers_string);
 
   /// "content-type" -> "Content-Type": each '-'-separated word capitalised, the rest lower.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
+  /// \tornado{tornado/httputil.py,HTTPHeaders._normalize_name}
   static std::string normalize_name(std::string_view name);
   /// True when `name` is in Http-Header-Case already, so that normalize_name() would return
   /// it unchanged. 2.0 memoized normalize_name() and kept such a name as it was (a regex
   /// check); here get(), contains() and get_list() look such a name up as it is, without
   /// building a copy, which is what every lookup the server makes itself does.
-  /// \tornado{v3.0.0,tornado/httputil.py,HTTPHeaders._normalize_name}
+  /// \tornado{tornado/httputil.py,HTTPHeaders._normalize_name}
   static bool is_normalized(std::string_view name);
 
  private:
@@ -79,7 +79,7 @@ struct HTTPFile {
 /// Parses a multipart/form-data body into `arguments` (plain fields) and `files` (fields with
 /// a filename). Malformed parts are skipped with a warning. Moved here from HTTPConnection
 /// in 2.0, which also learned to remove quotes around the boundary.
-/// \tornado{v3.0.0,tornado/httputil.py,parse_multipart_form_data}
+/// \tornado{tornado/httputil.py,parse_multipart_form_data}
 void parse_multipart_form_data(std::string boundary, const std::string& data,
                                std::map<std::string, std::vector<std::string>>& arguments,
                                std::map<std::string, std::vector<HTTPFile>>& files);
@@ -88,7 +88,7 @@ void parse_multipart_form_data(std::string boundary, const std::string& data,
 /// application/x-www-form-urlencoded (blank values kept) or multipart/form-data (the
 /// "boundary" parameter, else a warning). Anything else is left alone. New in 2.4: 2.0's
 /// HTTPConnection did this itself.
-/// \tornado{v3.0.0,tornado/httputil.py,parse_body_arguments}
+/// \tornado{tornado/httputil.py,parse_body_arguments}
 void parse_body_arguments(const std::string& content_type, const std::string& body,
                           std::map<std::string, std::vector<std::string>>& arguments,
                           std::map<std::string, std::vector<HTTPFile>>& files);
@@ -97,7 +97,7 @@ void parse_body_arguments(const std::string& content_type, const std::string& bo
 /// '&' and ';' as separators. Blank values ("a=", or "a" alone) are dropped unless
 /// `keep_blank_values`, which 3.0 passes everywhere. Moved here from httpserver, since
 /// parse_body_arguments() needs it too (Python's escape.parse_qs_bytes).
-/// \tornado{v3.0.0,tornado/escape.py,parse_qs_bytes}
+/// \tornado{tornado/escape.py,parse_qs_bytes}
 void parse_qs_into(const std::string& qs,
                    std::map<std::string, std::vector<std::string>>& arguments,
                    bool keep_blank_values = false);

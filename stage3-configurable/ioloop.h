@@ -32,7 +32,7 @@ class Waker;
 /// duck-typed methods; this is that shape as an abstract class. `register` is a C++ keyword,
 /// so the first method is `register_fd`.
 ///
-/// \tornado{v3.0.0,tornado/platform/interface.py,}
+/// \tornado{tornado/platform/interface.py,}
 class Poller {
  public:
   /// One ready fd and the events that fired on it, as in Python's list of pairs.
@@ -51,7 +51,7 @@ class Poller {
 };
 
 /// Raised by IOLoop::run_sync() when its timeout expires first.
-/// \tornado{v3.0.0,tornado/ioloop.py,TimeoutError}
+/// \tornado{tornado/ioloop.py,TimeoutError}
 struct TimeoutError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -81,7 +81,7 @@ struct IOLoopOptions {
 ///
 /// Thread rules: add_callback() may be called from any thread; every other method only from
 /// the loop's own thread.
-/// \tornado{v3.0.0,tornado/ioloop.py,IOLoop}
+/// \tornado{tornado/ioloop.py,IOLoop}
 class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
  public:
   /// A handler for events on one fd: `handler(fd, events)`.
@@ -91,7 +91,7 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
 
   /// A deadline and its callback. The handle add_timeout() returns points to one of these.
   ///
-  /// \tornado{v3.0.0,tornado/ioloop.py,_Timeout}
+  /// \tornado{tornado/ioloop.py,_Timeout}
   struct Timeout {
     double deadline;    ///< On the scale of IOLoop::time().
     std::uint64_t seq;  ///< Tie-breaker for equal deadlines (see add_timeout()).
@@ -115,58 +115,58 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   /// The names IOLoop::configure() accepts, with how to build each: "epoll", "poll" (a
   /// course extension: Tornado never had a poll(2) backend) and "select". The one place that
   /// names concrete backends.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.configurable_base}
+  /// \tornado{tornado/ioloop.py,IOLoop.configurable_base}
   static const std::vector<Implementation>& configurable_implementations();
   /// "epoll" on Linux; elsewhere "select" (3.0 preferred kqueue on BSD and macOS, which
   /// this course, built and tested on Linux, does not include).
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.configurable_default}
+  /// \tornado{tornado/ioloop.py,IOLoop.configurable_default}
   static std::string configurable_default();
 
   /// The process-wide loop, created through create() on first use (thread-safe).
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.instance}
+  /// \tornado{tornado/ioloop.py,IOLoop.instance}
   static IOLoop& instance();
   /// True once instance() exists. fork_processes() refuses to fork after that.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.initialized}
+  /// \tornado{tornado/ioloop.py,IOLoop.initialized}
   static bool initialized();
   /// Makes this loop the one instance() returns; there must be none yet. The caller keeps
   /// ownership.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.install}
+  /// \tornado{tornado/ioloop.py,IOLoop.install}
   void install();
   /// Forgets the process-wide loop, destroying it if instance() had created it (added in
   /// 3.1; tests use it to start afresh).
   static void clear_instance();
   /// The loop of the calling thread: the one running, or made current, here; else
   /// instance().
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.current}
+  /// \tornado{tornado/ioloop.py,IOLoop.current}
   static IOLoop& current();
   /// Makes this loop current() for the calling thread (start() does it too, while running).
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.make_current}
+  /// \tornado{tornado/ioloop.py,IOLoop.make_current}
   void make_current();
   /// Clears the calling thread's current loop.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.clear_current}
+  /// \tornado{tornado/ioloop.py,IOLoop.clear_current}
   static void clear_current();
 
   /// Closes the loop (waker and poller). With `all_fds`, also closes every fd still
   /// registered. Call it when the loop is not running; afterwards only destruction is valid.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.close}
+  /// \tornado{tornado/ioloop.py,IOLoop.close}
   virtual void close(bool all_fds = false) = 0;
   /// Calls `handler(fd, events)` whenever `events` (plus ERROR, always) fire on `fd`. The
   /// loop does not own `fd`. Throws std::system_error when the backend refuses the fd.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.add_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_handler}
   virtual void add_handler(int fd, Handler handler, std::uint32_t events) = 0;
   /// Changes the events watched for `fd` (ERROR is always added).
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.update_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.update_handler}
   virtual void update_handler(int fd, std::uint32_t events) = 0;
   /// Forgets `fd`'s handler and any event still pending for it in this pass.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.remove_handler}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_handler}
   virtual void remove_handler(int fd) = 0;
 
   /// Runs the loop until stop(); see PollIOLoop for one iteration's phases.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.start}
+  /// \tornado{tornado/ioloop.py,IOLoop.start}
   virtual void start() = 0;
   /// Makes start() return after the current iteration; before start(), makes the next
   /// start() return at once.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.stop}
+  /// \tornado{tornado/ioloop.py,IOLoop.stop}
   virtual void stop() = 0;
   /// True between start() and the end of the iteration in which stop() was called.
   virtual bool running() const = 0;
@@ -176,12 +176,12 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   /// `func` returns a value or a std::shared_ptr<Future<T>>; run_sync() returns the value (or
   /// the future's result), or rethrows what `func` or the future threw. With a `timeout` in
   /// seconds, throws TimeoutError if the result is not ready in time.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.run_sync}
+  /// \tornado{tornado/ioloop.py,IOLoop.run_sync}
   template <class F>
   auto run_sync(F func, std::optional<double> timeout = std::nullopt);
 
   /// The loop's clock, in seconds; deadlines given to add_timeout() use this scale.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.time}
+  /// \tornado{tornado/ioloop.py,IOLoop.time}
   virtual double time() const;
   /// Wall-clock seconds since the epoch (Python's time.time, 3.0's default clock).
   static double wall_time();
@@ -189,7 +189,7 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   static double monotonic_time();
 
   /// Runs `callback` at `deadline` on the time() scale. Loop thread only.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.add_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_timeout}
   virtual TimeoutHandle add_timeout(double deadline, Callback callback) = 0;
   /// Runs `callback` after `delay` (3.0 also took a datetime.timedelta).
   template <class Rep, class Period>
@@ -197,11 +197,11 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
     return add_timeout(time() + std::chrono::duration<double>(delay).count(), std::move(callback));
   }
   /// Cancels a timeout; harmless if it has already run.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.remove_timeout}
+  /// \tornado{tornado/ioloop.py,IOLoop.remove_timeout}
   virtual void remove_timeout(const TimeoutHandle& timeout) = 0;
   /// Runs `callback` on the next iteration. The one method any thread may call; it wakes the
   /// loop when needed.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.add_callback}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_callback}
   virtual void add_callback(Callback callback) = 0;
   /// add_callback() for code reacting to a signal.
   ///
@@ -210,11 +210,11 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   /// async-signal-safe work (write(2) to a pipe, as course::stop_on_signals does); the code
   /// that reacts to that byte runs on the loop thread outside any lock, so here this is
   /// add_callback(). Never call it from inside a C signal handler.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.add_callback_from_signal}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_callback_from_signal}
   virtual void add_callback_from_signal(Callback callback) = 0;
   /// Calls `callback(future)` on this loop, via add_callback() (never inline), once
   /// `future` is done.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.add_future}
+  /// \tornado{tornado/ioloop.py,IOLoop.add_future}
   template <class T>
   void add_future(std::shared_ptr<Future<T>> future,
                   std::function<void(std::shared_ptr<Future<T>>)> callback) {
@@ -227,18 +227,18 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   /// `seconds` without returning to poll(); 0 turns the watchdog off. Uses SIGALRM and
   /// ITIMER_REAL, so one loop per process. 3.0 logged the Python stack of the blocking code;
   /// C++ has no portable equivalent, so the warning names only the threshold.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
+  /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
   virtual void set_blocking_log_threshold(double seconds) = 0;
 
   /// Called when a callback throws, with the exception; logs it. Subclasses may override it
   /// to report errors elsewhere.
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop.handle_callback_exception}
+  /// \tornado{tornado/ioloop.py,IOLoop.handle_callback_exception}
   virtual void handle_callback_exception(std::exception_ptr error);
 
  protected:
   IOLoop() = default;
   /// Runs `callback`, passing anything it throws to handle_callback_exception().
-  /// \tornado{v3.0.0,tornado/ioloop.py,IOLoop._run_callback}
+  /// \tornado{tornado/ioloop.py,IOLoop._run_callback}
   void run_callback_(const Callback& callback);
 };
 
@@ -263,52 +263,52 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
 /// draining loop, so timeouts that keep adding due timeouts starve I/O (4.0 runs a batch);
 /// cancelled timeouts stay in the heap until they reach its top (3.2 compacts it); nothing
 /// prevents start() inside start() (4.0 refuses).
-/// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop}
+/// \tornado{tornado/ioloop.py,PollIOLoop}
 class PollIOLoop : public IOLoop {
  public:
   /// A loop over `impl`, on `time_func` (wall-clock time when null).
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.initialize}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.initialize}
   PollIOLoop(std::unique_ptr<Poller> impl, std::function<double()> time_func = nullptr);
   ~PollIOLoop() override;
 
   /// \copydoc IOLoop::close
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.close}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.close}
   void close(bool all_fds = false) override;
   /// \copydoc IOLoop::add_handler
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.add_handler}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.add_handler}
   void add_handler(int fd, Handler handler, std::uint32_t events) override;
   /// \copydoc IOLoop::update_handler
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.update_handler}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.update_handler}
   void update_handler(int fd, std::uint32_t events) override;
   /// \copydoc IOLoop::remove_handler
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.remove_handler}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.remove_handler}
   void remove_handler(int fd) override;
   /// \copydoc IOLoop::start
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.start}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.start}
   void start() override;
   /// \copydoc IOLoop::stop
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.stop}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.stop}
   void stop() override;
   /// \copydoc IOLoop::running
   bool running() const override { return running_; }
   /// \copydoc IOLoop::time
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.time}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.time}
   double time() const override;
   /// \copydoc IOLoop::add_timeout
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.add_timeout}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.add_timeout}
   TimeoutHandle add_timeout(double deadline, Callback callback) override;
   using IOLoop::add_timeout;
   /// \copydoc IOLoop::remove_timeout
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.remove_timeout}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.remove_timeout}
   void remove_timeout(const TimeoutHandle& timeout) override;
   /// \copydoc IOLoop::add_callback
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.add_callback}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.add_callback}
   void add_callback(Callback callback) override;
   /// \copydoc IOLoop::add_callback_from_signal
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.add_callback_from_signal}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.add_callback_from_signal}
   void add_callback_from_signal(Callback callback) override;
   /// \copydoc IOLoop::set_blocking_log_threshold
-  /// \tornado{v3.0.0,tornado/ioloop.py,PollIOLoop.set_blocking_signal_threshold}
+  /// \tornado{tornado/ioloop.py,PollIOLoop.set_blocking_signal_threshold}
   void set_blocking_log_threshold(double seconds) override;
 
  private:
@@ -344,12 +344,12 @@ class PollIOLoop : public IOLoop {
 /// ticker.start();
 /// tornado::IOLoop::current().start();
 /// \endcode
-/// \tornado{v3.0.0,tornado/ioloop.py,PeriodicCallback}
+/// \tornado{tornado/ioloop.py,PeriodicCallback}
 class PeriodicCallback {
  public:
   /// Prepares to call `callback` every `callback_time` ms on `io_loop` (current() if null).
   /// Throws std::invalid_argument if callback_time is not positive.
-  /// \tornado{v3.0.0,tornado/ioloop.py,PeriodicCallback.__init__}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.__init__}
   PeriodicCallback(IOLoop::Callback callback, double callback_time, IOLoop* io_loop = nullptr);
   /// Stops the schedule.
   ~PeriodicCallback();
@@ -357,10 +357,10 @@ class PeriodicCallback {
   PeriodicCallback& operator=(const PeriodicCallback&) = delete;
 
   /// Books the first run one period from now. Loop thread only.
-  /// \tornado{v3.0.0,tornado/ioloop.py,PeriodicCallback.start}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.start}
   void start();
   /// Stops further runs and cancels the booked timeout.
-  /// \tornado{v3.0.0,tornado/ioloop.py,PeriodicCallback.stop}
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.stop}
   void stop();
 
  private:

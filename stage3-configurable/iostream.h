@@ -31,7 +31,7 @@ namespace tornado {
 ///
 /// 3.0 gave the error its own class, `StreamClosedError(IOError)`, so that callers can tell a
 /// closed stream from other I/O errors.
-/// \tornado{v3.0.0,tornado/iostream.py,StreamClosedError}
+/// \tornado{tornado/iostream.py,StreamClosedError}
 struct StreamClosedError : std::runtime_error {
   StreamClosedError() : std::runtime_error("Stream is closed") {}
 };
@@ -49,7 +49,7 @@ struct StreamClosedError : std::runtime_error {
 ///                               merge_prefix(d, 3)   -> ['abc', 'defg', 'hi', 'j']
 ///                               merge_prefix(d, 100) -> ['abcdefghij']
 /// \endverbatim
-/// \tornado{v3.0.0,tornado/iostream.py,_merge_prefix}
+/// \tornado{tornado/iostream.py,_merge_prefix}
 void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 
 /// Grows the first entry of `deque` to max(2 * len(first), len(first) + len(second)) bytes.
@@ -63,7 +63,7 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 ///                               double_prefix(d) -> ['abcdefghij']            (everything)
 ///   ['a', 'bcdef', 'g']         double_prefix(d) -> ['abcdef', 'g']   (second taken whole)
 /// \endverbatim
-/// \tornado{v3.0.0,tornado/iostream.py,_double_prefix}
+/// \tornado{tornado/iostream.py,_double_prefix}
 void double_prefix(std::deque<std::string>& deque);
 
 /// Reads and writes a non-blocking socket through two deques of chunks and callbacks.
@@ -126,7 +126,7 @@ void double_prefix(std::deque<std::string>& deque);
 /// socket class, IOStream, and leaves PipeIOStream and SSLIOStream out; it also leaves out
 /// the `streaming_callback` of read_bytes() and read_until_close().
 ///
-/// \tornado{v3.0.0,tornado/iostream.py,IOStream}
+/// \tornado{tornado/iostream.py,IOStream}
 class IOStream {
  public:
   /// Receives the bytes a read produced.
@@ -138,7 +138,7 @@ class IOStream {
   /// IOLoop::current() when null (2.0: instance()). Since 3.0 nothing is registered here:
   /// see the class comment. `max_buffer_size`: the read buffer reaching this size closes
   /// the stream.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.__init__}
+  /// \tornado{tornado/iostream.py,IOStream.__init__}
   explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                     std::size_t read_chunk_size = 4096);
   /// Closes the socket if still open, without running the close callback.
@@ -153,7 +153,7 @@ class IOStream {
   /// error() set, and the connect callback never runs: whether connect() fails at once or
   /// the first WRITE event finds SO_ERROR set. (2.0 threw at once, and did not check
   /// SO_ERROR, so its connect callback could run for a refused connection.)
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.connect}
+  /// \tornado{tornado/iostream.py,IOStream.connect}
   void connect(const sockaddr* address, socklen_t address_len, Callback callback = nullptr);
 
   /// Calls `callback` with everything up to and including the first match of `regex`.
@@ -162,18 +162,18 @@ class IOStream {
   /// it matches or holds everything buffered, as read_until() does; everything up to the end
   /// of the match is consumed. Otherwise like read_until(). std::regex's search is recursive
   /// in libstdc++: keep patterns simple when the data may be large.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.read_until_regex}
+  /// \tornado{tornado/iostream.py,IOStream.read_until_regex}
   void read_until_regex(const std::regex& regex, ReadCallback callback);
   /// read_until_regex() with an ECMAScript `pattern`, compiled here (Python's re.compile).
   /// Throws std::regex_error for an invalid pattern, leaving no read pending.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.read_until_regex}
+  /// \tornado{tornado/iostream.py,IOStream.read_until_regex}
   void read_until_regex(const std::string& pattern, ReadCallback callback);
   /// Calls `callback` with everything up to and including `delimiter`.
   ///
   /// Only one read may be pending. Reads the socket at once until it is drained, unless the
   /// buffer already holds the delimiter; the callback is queued either way. Throws
   /// StreamClosedError on a closed stream (unless the buffer satisfies the read).
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.read_until}
+  /// \tornado{tornado/iostream.py,IOStream.read_until}
   void read_until(const std::string& delimiter, ReadCallback callback);
   /// read_until() that gives up once `max_bytes` are buffered without the delimiter.
   ///
@@ -187,7 +187,7 @@ class IOStream {
   /// Only one read may be pending. Reads the socket at once like read_until(); the callback
   /// is queued, for `num_bytes` 0 too (with "": 2.0 called that one at once).
   /// Throws StreamClosedError on a closed stream (unless the buffer satisfies the read).
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.read_bytes}
+  /// \tornado{tornado/iostream.py,IOStream.read_bytes}
   void read_bytes(std::size_t num_bytes, ReadCallback callback);
   /// Calls `callback` with everything the peer sends until it closes the connection.
   ///
@@ -195,7 +195,7 @@ class IOStream {
   /// buffered. The data is subject to max_buffer_size: reaching it closes the stream, and
   /// the callback receives what was buffered. (3.0's `streaming_callback`, which would lift
   /// that limit, is not reproduced.)
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.read_until_close}
+  /// \tornado{tornado/iostream.py,IOStream.read_until_close}
   void read_until_close(ReadCallback callback);
   /// Appends `data` to the write buffer and tries to send it at once.
   ///
@@ -204,18 +204,18 @@ class IOStream {
   /// `callback` (if any) is queued once the buffer is empty, possibly already from inside
   /// this call, and otherwise replaces any callback a previous write() left. While connect()
   /// is pending nothing is sent. Throws StreamClosedError on a closed stream.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.write}
+  /// \tornado{tornado/iostream.py,IOStream.write}
   void write(const std::string& data, Callback callback = nullptr);
   /// Calls `callback` when the stream closes, from whichever path closes it. A stream not yet
   /// registered (no read or write so far) does not see its peer close (see the class comment).
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.set_close_callback}
+  /// \tornado{tornado/iostream.py,IOStream.set_close_callback}
   void set_close_callback(Callback callback);
   /// Unregisters (if registered) and closes the socket, then queues the close callback.
   ///
   /// Since 3.0 the close callback waits until every callback the stream has queued has run,
   /// and the pending read and write callbacks are dropped then. A pending read_until_close()
   /// first receives the buffered data. Safe to call twice.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.close}
+  /// \tornado{tornado/iostream.py,IOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
   /// or until the peer closes, then close()s.
@@ -227,18 +227,18 @@ class IOStream {
 
   /// True while a read_until(), read_until_regex(), read_bytes() or read_until_close() is
   /// pending.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.reading}
+  /// \tornado{tornado/iostream.py,IOStream.reading}
   bool reading() const { return static_cast<bool>(read_callback_); }
   /// True while the write buffer holds unsent data.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.writing}
+  /// \tornado{tornado/iostream.py,IOStream.writing}
   bool writing() const { return !write_buffer_.empty(); }
   /// True once close() has run.
-  /// \tornado{v3.0.0,tornado/iostream.py,IOStream.closed}
+  /// \tornado{tornado/iostream.py,IOStream.closed}
   bool closed() const { return fd_ < 0; }
   /// Why the stream closed, when an error closed it: SO_ERROR after an ERROR event or a
   /// failed connect, or the errno of a failed recv() or send(). Empty otherwise (a plain EOF,
   /// close(), max_buffer_size, a callback that threw: Python stored that exception).
-  /// \tornado{v3.0.0,tornado/iostream.py,BaseIOStream}
+  /// \tornado{tornado/iostream.py,BaseIOStream}
   const std::error_code& error() const { return error_; }
   /// The socket, or -1 once closed (Python exposed `stream.socket`).
   int fd() const { return fd_; }

@@ -27,7 +27,7 @@ namespace tornado {
 /// socket gets a different port (4.0 reuses the first one's).
 ///
 /// Throws std::system_error, after closing every socket it had already opened.
-/// \tornado{v3.0.0,tornado/netutil.py,bind_sockets}
+/// \tornado{tornado/netutil.py,bind_sockets}
 std::vector<int> bind_sockets(int port, const std::string& address = "", int family = AF_UNSPEC,
                               int backlog = 1024, int flags = AI_PASSIVE);
 
@@ -48,13 +48,13 @@ using AcceptCallback = std::function<void(int connection, const sockaddr_storage
 /// that a level-triggered listening socket spun: ECONNABORTED, EPROTO and EINTR are skipped
 /// (3.1 started ignoring ECONNABORTED), and EMFILE/ENFILE are answered by closing one pending
 /// connection with a reserved spare fd instead of spinning.
-/// \tornado{v3.0.0,tornado/netutil.py,add_accept_handler}
+/// \tornado{tornado/netutil.py,add_accept_handler}
 void add_accept_handler(int sock, AcceptCallback callback, IOLoop* io_loop = nullptr);
 
 /// True when `ip` is a well-formed IPv4 or IPv6 address (getaddrinfo with AI_NUMERICHOST,
 /// no name lookup). HTTPRequest uses it to check the X-Real-Ip and X-Forwarded-For
 /// headers, so a comma-separated list of proxies is not an IP address.
-/// \tornado{v3.0.0,tornado/netutil.py,is_valid_ip}
+/// \tornado{tornado/netutil.py,is_valid_ip}
 bool is_valid_ip(const std::string& ip);
 
 /// The port the first of `sockets` is bound to, or 0 when there is none. Course extension:

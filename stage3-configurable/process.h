@@ -8,7 +8,7 @@ namespace tornado {
 
 /// The number of processors online, for fork_processes(0); 1 if it cannot be told. Moved
 /// here from httpserver's `_cpu_count` in 2.1.
-/// \tornado{v3.0.0,tornado/process.py,cpu_count}
+/// \tornado{tornado/process.py,cpu_count}
 int cpu_count();
 
 /// Forks `num_processes` worker processes (0 or less: one per CPU) and supervises them.
@@ -36,14 +36,14 @@ int cpu_count();
 ///
 /// Each child also re-seeded Python's `random` (`_reseed_random`); this library draws no
 /// random numbers, so there is nothing to re-seed.
-/// \tornado{v3.0.0,tornado/process.py,fork_processes}
+/// \tornado{tornado/process.py,fork_processes}
 std::optional<int> fork_processes(int num_processes, int max_restarts = 100,
                                   const std::function<void()>& after_fork = nullptr,
                                   const std::function<bool()>& should_stop = nullptr);
 
 /// The task id fork_processes() returned in this process, or none if this process was not
 /// forked by it.
-/// \tornado{v3.0.0,tornado/process.py,task_id}
+/// \tornado{tornado/process.py,task_id}
 std::optional<int> task_id();
 
 }  // namespace tornado

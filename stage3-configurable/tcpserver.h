@@ -44,7 +44,7 @@ namespace tornado {
 /// Ownership: the server owns its listening sockets (those it bound and those given to
 /// add_sockets()) and closes them in stop() and in its destructor. The stream passed to
 /// handle_stream() belongs to the subclass from then on.
-/// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer}
+/// \tornado{tornado/tcpserver.py,TCPServer}
 class TCPServer {
  public:
   /// The stream buffer limit used unless the constructor is given another (100 MiB, the
@@ -54,7 +54,7 @@ class TCPServer {
   /// `io_loop`: leave it null for a pre-forking server; add_sockets() then uses
   /// IOLoop::current(). `max_buffer_size` is each connection's IOStream limit (a course
   /// addition, as in 4.0's TCPServer: HTTPServer needs room for its largest body).
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.__init__}
+  /// \tornado{tornado/tcpserver.py,TCPServer.__init__}
   explicit TCPServer(IOLoop* io_loop = nullptr,
                      std::size_t max_buffer_size = kDefaultMaxBufferSize);
   /// Stops listening (see stop()) and closes sockets bound but never started.
@@ -65,33 +65,33 @@ class TCPServer {
   /// Binds to `address`:`port` and starts accepting at once; no start() is needed, only a
   /// running IOLoop. May be called several times. Throws std::system_error as
   /// bind_sockets() does.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.listen}
+  /// \tornado{tornado/tcpserver.py,TCPServer.listen}
   void listen(int port, const std::string& address = "");
   /// Starts accepting on listening sockets (typically from bind_sockets()), which the
   /// server then owns.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.add_sockets}
+  /// \tornado{tornado/tcpserver.py,TCPServer.add_sockets}
   void add_sockets(const std::vector<int>& sockets);
   /// add_sockets() for a single socket.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.add_socket}
+  /// \tornado{tornado/tcpserver.py,TCPServer.add_socket}
   void add_socket(int socket);
   /// Binds like bind_sockets() but waits for start() to accept (or accepts at once if
   /// already started). May be called several times before start(). The backlog is 1024
   /// rather than 3.0's 128 (course contract: a burst of 1000 connects).
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.bind}
+  /// \tornado{tornado/tcpserver.py,TCPServer.bind}
   void bind(int port, const std::string& address = "", int family = AF_UNSPEC, int backlog = 1024);
   /// Starts accepting on what bind() bound. `num_processes` 1 serves in this process;
   /// anything else first calls fork_processes(num_processes) (0 or less: one per CPU), so
   /// this returns in each child with the parent supervising them, never returning itself.
   /// Throws std::logic_error if called twice.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.start}
+  /// \tornado{tornado/tcpserver.py,TCPServer.start}
   void start(int num_processes = 1);
   /// Stops accepting and closes the listening sockets; connections already accepted
   /// carry on.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.stop}
+  /// \tornado{tornado/tcpserver.py,TCPServer.stop}
   void stop();
   /// Called for every new connection with its stream and the client's IP address (the
   /// Python argument was the whole socket address); the stream is the subclass's to keep.
-  /// \tornado{v3.0.0,tornado/tcpserver.py,TCPServer.handle_stream}
+  /// \tornado{tornado/tcpserver.py,TCPServer.handle_stream}
   virtual void handle_stream(std::unique_ptr<IOStream> stream, std::string address) = 0;
 
   /// The port of the first listening socket, or 0 when there is none. Course extension, for

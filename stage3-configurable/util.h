@@ -32,7 +32,7 @@ namespace tornado {
 /// std::unique_ptr<tornado::IOLoop> loop = tornado::IOLoop::create();  // a SelectIOLoop
 /// \endcode
 /// Configuration is process-wide and not synchronised: configure at start-up.
-/// \tornado{v3.0.0,tornado/util.py,Configurable}
+/// \tornado{tornado/util.py,Configurable}
 template <class Base, class Options>
 class Configurable {
  public:
@@ -50,7 +50,7 @@ class Configurable {
   /// Selects the implementation `name` builds from now on, with `options`. An empty name
   /// returns to the default. An unknown name throws std::invalid_argument listing the valid
   /// ones (Python raised ValueError for a class outside the hierarchy).
-  /// \tornado{v3.0.0,tornado/util.py,Configurable.configure}
+  /// \tornado{tornado/util.py,Configurable.configure}
   static void configure(const std::string& name, Options options = {}) {
     if (!name.empty()) find_(name);  // Throws for an unknown name.
     state_().name = name.empty() ? std::nullopt : std::optional<std::string>(name);
@@ -58,21 +58,21 @@ class Configurable {
   }
   /// The name of the implementation create() builds: the configured one, else (remembered
   /// from now on) the default.
-  /// \tornado{v3.0.0,tornado/util.py,Configurable.configured_class}
+  /// \tornado{tornado/util.py,Configurable.configured_class}
   static std::string configured_class() {
     if (!state_().name) state_().name = Base::configurable_default();
     return *state_().name;
   }
   /// Builds an instance of the configured implementation: what `Base()` did in Python.
-  /// \tornado{v3.0.0,tornado/util.py,Configurable.__new__}
+  /// \tornado{tornado/util.py,Configurable.__new__}
   static std::unique_ptr<Base> create() {
     return find_(configured_class()).create(state_().options);
   }
   /// The current configuration.
-  /// \tornado{v3.0.0,tornado/util.py,Configurable._save_configuration}
+  /// \tornado{tornado/util.py,Configurable._save_configuration}
   static Saved save_configuration() { return state_(); }
   /// Puts back a configuration save_configuration() returned.
-  /// \tornado{v3.0.0,tornado/util.py,Configurable._restore_configuration}
+  /// \tornado{tornado/util.py,Configurable._restore_configuration}
   static void restore_configuration(Saved saved) { state_() = std::move(saved); }
 
  private:

@@ -34,11 +34,11 @@ static_assert(IOLoop::READ == EPOLLIN && IOLoop::WRITE == EPOLLOUT &&
               IOLoop::ERROR == (EPOLLERR | EPOLLHUP));
 
 /// A PollIOLoop over epoll.
-/// \tornado{v3.0.0,tornado/platform/epoll.py,EPollIOLoop}
+/// \tornado{tornado/platform/epoll.py,EPollIOLoop}
 class EPollIOLoop final : public PollIOLoop {
  public:
   /// A loop over a new epoll instance, on `time_func` (wall-clock time when null).
-  /// \tornado{v3.0.0,tornado/platform/epoll.py,EPollIOLoop.initialize}
+  /// \tornado{tornado/platform/epoll.py,EPollIOLoop.initialize}
   explicit EPollIOLoop(std::function<double()> time_func = nullptr);
 };
 

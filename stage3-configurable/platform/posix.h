@@ -4,14 +4,14 @@
 namespace tornado {
 
 /// Sets FD_CLOEXEC on `fd`, so that programs the process exec()s do not inherit it.
-/// \tornado{v3.0.0,tornado/platform/posix.py,set_close_exec}
+/// \tornado{tornado/platform/posix.py,set_close_exec}
 void set_close_exec(int fd);
 
 /// The pipe through which anything can wake a PollIOLoop sleeping in poll().
 ///
 /// Both ends are non-blocking and close-on-exec; the loop watches fileno() for READ and
 /// calls consume(). (The pipe lived inside IOLoop until 3.0 moved it here.)
-/// \tornado{v3.0.0,tornado/platform/posix.py,Waker}
+/// \tornado{tornado/platform/posix.py,Waker}
 class Waker {
  public:
   /// Creates the pipe. Throws std::system_error on failure.
@@ -22,16 +22,16 @@ class Waker {
   Waker& operator=(const Waker&) = delete;
 
   /// The read end, for the loop to watch.
-  /// \tornado{v3.0.0,tornado/platform/posix.py,Waker.fileno}
+  /// \tornado{tornado/platform/posix.py,Waker.fileno}
   int fileno() const { return reader_; }
   /// The write end.
-  /// \tornado{v3.0.0,tornado/platform/posix.py,Waker.write_fileno}
+  /// \tornado{tornado/platform/posix.py,Waker.write_fileno}
   int write_fileno() const { return writer_; }
   /// Writes one byte; a full pipe is ignored (the loop is awake anyway). Any thread.
-  /// \tornado{v3.0.0,tornado/platform/posix.py,Waker.wake}
+  /// \tornado{tornado/platform/posix.py,Waker.wake}
   void wake();
   /// Reads until the pipe is empty.
-  /// \tornado{v3.0.0,tornado/platform/posix.py,Waker.consume}
+  /// \tornado{tornado/platform/posix.py,Waker.consume}
   void consume();
 
  private:

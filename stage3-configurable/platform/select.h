@@ -14,7 +14,7 @@ namespace tornado {
 /// zero-byte read. select() can only describe fds below FD_SETSIZE (1024): a larger fd is
 /// refused with a logged error, where FD_SET would write past the end of the set. Since
 /// 3.0, registering an fd twice is an error.
-/// \tornado{v3.0.0,tornado/platform/select.py,_Select}
+/// \tornado{tornado/platform/select.py,_Select}
 class Select final : public Poller {
  public:
   /// Adds `fd` to the sets its events name. Refuses fd >= FD_SETSIZE and a second
@@ -32,11 +32,11 @@ class Select final : public Poller {
 };
 
 /// A PollIOLoop over select().
-/// \tornado{v3.0.0,tornado/platform/select.py,SelectIOLoop}
+/// \tornado{tornado/platform/select.py,SelectIOLoop}
 class SelectIOLoop final : public PollIOLoop {
  public:
   /// A loop over a new Select, on `time_func` (wall-clock time when null).
-  /// \tornado{v3.0.0,tornado/platform/select.py,SelectIOLoop.initialize}
+  /// \tornado{tornado/platform/select.py,SelectIOLoop.initialize}
   explicit SelectIOLoop(std::function<double()> time_func = nullptr);
 };
 
