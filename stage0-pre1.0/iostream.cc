@@ -28,6 +28,30 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+// Where the first match of `delimiter` in `data` ends, or npos. With `bare_lf` each CRLF of
+// the delimiter also matches a lone LF, as 4.0's header read `\r?\n\r?\n` did.
+std::size_t find_delimiter(const std::string& data, const std::string& delimiter, bool bare_lf) {
+  if (!bare_lf) {
+    std::size_t loc = data.find(delimiter);
+    return loc == std::string::npos ? loc : loc + delimiter.size();
+  }
+  for (std::size_t start = 0; start < data.size(); ++start) {
+    std::size_t i = start, j = 0;
+    while (i < data.size() && j < delimiter.size()) {
+      if (data[i] == '\n' && delimiter.compare(j, 2, "\r\n") == 0) {
+        j += 2;
+      } else if (data[i] == delimiter[j]) {
+        ++j;
+      } else {
+        break;
+      }
+      ++i;
+    }
+    if (j == delimiter.size()) return i;
+  }
+  return std::string::npos;
+}
+
 }  // namespace
 
 IOStream::IOStream(int fd, IOLoop* io_loop, std::size_t max_buffer_size,
@@ -72,9 +96,9 @@ void IOStream::read_until(const std::string& delimiter, ReadCallback callback,
                           std::size_t max_bytes, Callback on_too_long) {
   if (read_callback_) throw std::logic_error("Already reading");
   // Searches the whole buffer, however much of it was searched before.
-  std::size_t loc = read_buffer_.find(delimiter);
-  if (loc != std::string::npos) {
-    callback(consume_(loc + delimiter.size()));
+  std::size_t end = find_delimiter(read_buffer_, delimiter, max_bytes > 0);
+  if (end != std::string::npos) {
+    callback(consume_(end));
     return;
   }
   if (max_bytes > 0 && read_buffer_.size() >= max_bytes) {
@@ -215,14 +239,13 @@ void IOStream::handle_read_() {
     }
   } else if (read_delimiter_) {
     // Rescans the whole buffer after every chunk: O(n^2) for a delimiter that arrives late.
-    std::size_t loc = read_buffer_.find(*read_delimiter_);
-    if (loc != std::string::npos) {
+    std::size_t end = find_delimiter(read_buffer_, *read_delimiter_, read_max_bytes_ > 0);
+    if (end != std::string::npos) {
       ReadCallback callback = std::move(read_callback_);
-      std::size_t delimiter_len = read_delimiter_->size();
       read_callback_ = nullptr;
       read_delimiter_.reset();
       read_too_long_callback_ = nullptr;
-      callback(consume_(loc + delimiter_len));
+      callback(consume_(end));
     } else if (read_max_bytes_ > 0 && read_buffer_.size() >= read_max_bytes_) {
       Callback on_too_long = std::move(read_too_long_callback_);
       read_too_long_callback_ = nullptr;

@@ -19,6 +19,16 @@ std::string lower(std::string s) {
   return s;
 }
 
+// A request target: not empty, and no space, no control byte (NUL, CR, ...) and no DEL. 2009
+// took any bytes between the two spaces as the path, so "/a\x01b" was a 404.
+bool is_target(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c == 127) return false;
+  }
+  return true;
+}
+
 // True when the comma-separated header value lists `token` (compared case-insensitively).
 bool has_token(const std::string& value, const std::string& token) {
   // split(value, ","), strip and lower each part, compare: done in place, as this runs twice
@@ -246,10 +256,12 @@ int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content
   // code let the exception escape to the IOLoop, which logged it and left the client waiting
   // on a connection that nobody would ever read or close.
   if (data.size() > kMaxHeaderSize) return 431;
-  std::size_t eol = data.find("\r\n");
+  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
+  std::size_t eol = data.find('\n');
   std::string start_line = data.substr(0, eol);
+  if (!start_line.empty() && start_line.back() == '\r') start_line.pop_back();
   std::vector<std::string> words = split(start_line, " ");
-  if (words.size() != 3 || !is_token(words[0]) || words[1].empty()) {
+  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) {
     LOG_INFO("Malformed HTTP request line from %s", address_.c_str());
     return 400;
   }
@@ -282,11 +294,10 @@ int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content
 }
 
 void HTTPConnection::on_headers_(std::string data) {
-  // Tolerate empty lines before a request line, as RFC 9112 asks servers to.
-  std::size_t start = 0;
-  while (data.compare(start, 2, "\r\n") == 0 && start + 4 < data.size())
-    start += 2;
-  if (start > 0) data = data.substr(start);
+  // Course deviation, as 4.0 did (`lstrip` in `_parse_headers`): empty lines before a request
+  // line are skipped, as RFC 9112 asks servers to. 0.1 answered them as a malformed request.
+  std::size_t start = data.find_first_not_of("\r\n");
+  if (start != std::string::npos && start > 0) data = data.substr(start);
 
   std::size_t content_length = 0;
   if (int status = parse_headers_(data, content_length)) {

@@ -21,6 +21,30 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+// Where the first match of `delimiter` in `data` ends, or npos. With `bare_lf` each CRLF of
+// the delimiter also matches a lone LF, as 4.0's header read `\r?\n\r?\n` did.
+std::size_t find_delimiter(const std::string& data, const std::string& delimiter, bool bare_lf) {
+  if (!bare_lf) {
+    std::size_t loc = data.find(delimiter);
+    return loc == std::string::npos ? loc : loc + delimiter.size();
+  }
+  for (std::size_t start = 0; start < data.size(); ++start) {
+    std::size_t i = start, j = 0;
+    while (i < data.size() && j < delimiter.size()) {
+      if (data[i] == '\n' && delimiter.compare(j, 2, "\r\n") == 0) {
+        j += 2;
+      } else if (data[i] == delimiter[j]) {
+        ++j;
+      } else {
+        break;
+      }
+      ++i;
+    }
+    if (j == delimiter.size()) return i;
+  }
+  return std::string::npos;
+}
+
 }  // namespace
 
 void merge_prefix(std::deque<std::string>& deque, std::size_t size) {
@@ -425,17 +449,15 @@ bool IOStream::read_from_buffer_() {
     // Each attempt still searches from offset 0 and re-copies the prefix: a delimiter that
     // arrives late in many chunks still costs O(n^2) (a known defect of stage3).
     while (!read_buffer_.empty()) {
-      std::size_t loc = read_buffer_.front().find(*read_delimiter_);
-      if (loc != std::string::npos) {
+      std::size_t end = find_delimiter(read_buffer_.front(), *read_delimiter_, read_max_bytes_ > 0);
+      if (end != std::string::npos) {
         ReadCallback callback = std::move(read_callback_);
-        std::size_t delimiter_len = read_delimiter_->size();
         read_callback_ = nullptr;
         read_delimiter_.reset();
         read_too_long_callback_ = nullptr;
-        run_callback_(
-            [callback = std::move(callback), data = consume_(loc + delimiter_len)]() mutable {
-              callback(std::move(data));
-            });
+        run_callback_([callback = std::move(callback), data = consume_(end)]() mutable {
+          callback(std::move(data));
+        });
         return true;
       }
       if (read_buffer_.size() == 1) break;
