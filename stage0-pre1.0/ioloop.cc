@@ -33,10 +33,10 @@ bool timeout_before(const IOLoop::TimeoutHandle& a, const IOLoop::TimeoutHandle&
 }  // namespace
 
 IOLoop::IOLoop(std::unique_ptr<Poller> impl) : impl_(impl ? std::move(impl) : default_poller()) {
-  // A pipe the loop can be woken through when it is idle. The 2009 pipe was not CLOEXEC;
-  // it is here so that exec'd children do not inherit it.
+  // A pipe the loop can be woken through when it is idle. Like every fd of 2009's loop it is
+  // inherited by an exec'd program; 1.0 made it close-on-exec (see stage1).
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) < 0) throw errno_error("pipe");
+  if (::pipe(fds) < 0) throw errno_error("pipe");
   waker_reader_ = fds[0];
   waker_writer_ = fds[1];
   set_nonblocking(waker_reader_);
@@ -153,7 +153,11 @@ void IOLoop::start() {
       std::uint32_t events = item->second;
       events_.erase(item);
       auto handler = handlers_.find(fd);
-      if (handler == handlers_.end()) continue;
+      if (handler == handlers_.end()) {
+        // Python's self._handlers[fd] raised KeyError, which the handler's except logged.
+        LOG_ERROR("Exception in I/O handler for fd %d: no handler (KeyError)", fd);
+        continue;
+      }
       // Call a copy: the handler may remove itself, which would destroy the one in the map.
       Handler call = handler->second;
       try {
@@ -196,6 +200,9 @@ void IOLoop::remove_timeout(const TimeoutHandle& timeout) {
 }
 
 IOLoop::CallbackId IOLoop::add_callback(Callback callback) {
+  // The set of 0.1 and 1.0 held each callable once, so adding the same function twice ran it once.
+  // A std::function has no identity to compare, so each call here is an entry of its own, as
+  // in 2.0's list (a labelled departure: only the order of runs was set-like).
   CallbackId id = next_callback_id_++;
   callbacks_.emplace(id, std::move(callback));
   wake_();
@@ -237,7 +244,7 @@ void IOLoop::read_waker_(int fd, std::uint32_t) {
 // ---------------------------------------------------------------------------------------
 // Pollers
 
-EPoll::EPoll() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+EPoll::EPoll() : epoll_fd_(::epoll_create1(0)) {  // Inheritable, as in 2009 (1.0: close-on-exec).
   if (epoll_fd_ < 0) throw errno_error("epoll_create1");
 }
 
@@ -268,7 +275,8 @@ Poller::EventPairs EPoll::poll(double timeout) {
   // Python 2.6's select.epoll, the poller the 2009 code preferred, asked for up to
   // FD_SETSIZE - 1 events per call.
   epoll_event events[1023];
-  // Round up: the 2009 wrapper truncated, turning a wait under 1 ms into a busy loop.
+  // Course hygiene, which no Tornado release had: round up, where int(timeout * 1000)
+  // truncated and turned a wait under 1 ms into a busy loop until the deadline.
   int ms = timeout <= 0 ? 0 : static_cast<int>(std::ceil(timeout * 1000.0));
   int n = ::epoll_wait(epoll_fd_, events, 1023, ms);
   if (n < 0) throw errno_error("epoll_wait");
