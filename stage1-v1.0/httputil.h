@@ -60,11 +60,4 @@ class HTTPHeaders {
   std::map<std::string, std::vector<std::string>> as_list_;
 };
 
-/// `s` without leading and trailing `chars` (Python's str.strip).
-std::string strip(const std::string& s, const char* chars = " \t");
-/// `s` cut at every `separator` (Python's str.split with an argument).
-std::vector<std::string> split(const std::string& s, const std::string& separator);
-/// True when `s` is a non-empty RFC 9110 token, as a method or a header name must be.
-bool is_token(const std::string& s);
-
 }  // namespace tornado
