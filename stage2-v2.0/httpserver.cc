@@ -18,139 +18,13 @@
 #include <system_error>
 #include <utility>
 
+#include "contract.h"
 #include "httputil.h"
 #include "log.h"
+#include "pystdlib.h"
 
 namespace tornado {
 namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return s;
-}
-
-// A request target: not empty, and no space, no control byte (NUL, CR, ...) and no DEL. 2009
-// took any bytes between the two spaces as the path, so "/a\x01b" was a 404.
-bool is_target(const std::string& s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (c <= 32 || c == 127) return false;
-  }
-  return true;
-}
-
-// True when the comma-separated header value lists `token` (compared case-insensitively).
-bool has_token(const std::string& value, const std::string& token) {
-  // split(value, ","), strip and lower each part, compare: done in place, as this runs twice
-  // for every request (`token` is lower case).
-  std::string_view rest = value;
-  while (true) {
-    std::size_t comma = rest.find(',');
-    std::string_view part = rest.substr(0, comma);
-    std::size_t begin = part.find_first_not_of(" \t");
-    std::size_t end = part.find_last_not_of(" \t");
-    part =
-        begin == std::string_view::npos ? std::string_view() : part.substr(begin, end - begin + 1);
-    if (part.size() == token.size() &&
-        std::equal(part.begin(), part.end(), token.begin(), [](char a, char b) {
-          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
-        })) {
-      return true;
-    }
-    if (comma == std::string_view::npos) return false;
-    rest.remove_prefix(comma + 1);
-  }
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// urllib.unquote_plus: '+' is a space and %XX a byte; a malformed escape stays as it is.
-std::string unquote_plus(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
-               hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// The parts of urlparse.urlsplit the request needs: the path and the query of a request
-// target, which may be origin-form ("/a?b") or absolute-form ("http://host/a?b").
-void split_uri(const std::string& uri, std::string& path, std::string& query) {
-  std::string rest = uri;
-  std::size_t colon = rest.find(':');
-  if (colon != std::string::npos && colon > 0 &&
-      std::isalpha(static_cast<unsigned char>(rest[0])) &&
-      std::all_of(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
-      })) {
-    rest = rest.substr(colon + 1);
-  }
-  if (starts_with(rest, "//")) {
-    std::size_t end = rest.find_first_of("/?#", 2);
-    rest = end == std::string::npos ? "" : rest.substr(end);
-  }
-  std::size_t hash = rest.find('#');
-  if (hash != std::string::npos) rest = rest.substr(0, hash);
-  std::size_t question = rest.find('?');
-  if (question != std::string::npos) {
-    query = rest.substr(question + 1);
-    rest = rest.substr(0, question);
-  }
-  path = rest;
-}
-
-// Content-Length must be plain decimal digits. Repeated headers arrive joined by ",", and
-// every copy must agree. Returns false when the value is not acceptable; a number too big
-// for size_t saturates, which is over any body limit.
-bool parse_content_length(const std::string& value, std::size_t& length) {
-  bool first = true;
-  for (const std::string& raw : split(value, ",")) {
-    std::string digits = strip(raw);
-    if (digits.empty()) return false;
-    std::size_t n = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return false;
-      std::size_t d = static_cast<std::size_t>(c - '0');
-      n = n > (std::numeric_limits<std::size_t>::max() - d) / 10
-              ? std::numeric_limits<std::size_t>::max()
-              : n * 10 + d;
-    }
-    if (!first && n != length) return false;
-    length = n;
-    first = false;
-  }
-  return true;
-}
-
-const char* reason_phrase(int code) {
-  switch (code) {
-    case 400:
-      return "Bad Request";
-    case 413:
-      return "Content Too Large";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 501:
-      return "Not Implemented";
-    default:
-      return "Error";
-  }
-}
 
 std::system_error errno_error(const char* what) {
   return std::system_error(errno, std::generic_category(), what);
@@ -224,8 +98,7 @@ void HTTPServer::bind(int port, const std::string& address, int family) {
     // "0.0.0.0" fail; so IPv6 sockets are IPv6 only, and IPv4 gets its own socket.
     if (ai->ai_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-    // Backlog 1024 instead of Tornado's 128, so that a burst of 1000 connects is absorbed.
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || ::listen(fd, 1024) < 0) {
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || ::listen(fd, kListenBacklog) < 0) {
       std::system_error error = errno_error("bind/listen");
       ::close(fd);
       ::freeaddrinfo(results);
@@ -238,8 +111,7 @@ void HTTPServer::bind(int port, const std::string& address, int family) {
     }
   }
   ::freeaddrinfo(results);
-  // Hygiene beyond 2009: one fd kept in reserve, see shed_connection_().
-  if (spare_fd_ < 0) spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare_fd_ < 0) spare_fd_ = reserve_fd();  // Course hygiene, see shed_connection().
 }
 
 void HTTPServer::start(int num_processes) {
@@ -314,13 +186,11 @@ void HTTPServer::handle_events_(int fd, std::uint32_t) {
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // The client gave up before we got to it, or a signal arrived: try the next one.
-      if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        // Linux reports EMFILE before it looks at the queue, so it says nothing about whether
-        // a connection is waiting: shed one and return, and the level-triggered socket will
-        // report any others on the next poll.
-        shed_connection_(listening);
+      // Course hygiene (contract.h): skip what concerns one client only; out of fds, shed one
+      // connection and return, and the level-triggered socket reports the others later.
+      if (accept_error_is_transient(errno)) continue;
+      if (accept_error_is_fd_exhaustion(errno)) {
+        shed_connection(listening, spare_fd_);
         return;
       }
       // 2009 re-raised every other error to the IOLoop, which logged it.
@@ -347,20 +217,6 @@ void HTTPServer::handle_events_(int fd, std::uint32_t) {
       LOG_ERROR("Error in connection callback: %s", e.what());
     }
   }
-}
-
-void HTTPServer::shed_connection_(int listening) {
-  // Out of file descriptors (EMFILE). The pending connection stays in the backlog and the
-  // level-triggered listening socket would be reported ready forever: a busy loop. So give
-  // back the reserved fd, accept the connection with it, close it at once (the client sees
-  // the connection closed rather than hanging), and reserve the fd again. 2009 re-raised
-  // EMFILE into a loop that spun logging the same error.
-  LOG_ERROR("accept: %s; closing a new connection", std::strerror(errno));
-  if (spare_fd_ < 0) return;
-  ::close(spare_fd_);
-  int fd = ::accept(listening, nullptr, nullptr);
-  if (fd >= 0) ::close(fd);
-  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 void HTTPServer::prune_connections_() {
@@ -446,56 +302,9 @@ void HTTPConnection::finish_request_() {
       [this] { send_error_(431); });
 }
 
-int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content_length) {
-  // Course deviation: every failure here is answered with a status and a close. The 2009
-  // code let the exception escape to the IOLoop, which logged it and left the client waiting
-  // on a connection that nobody would ever read or close.
-  if (data.size() > kMaxHeaderSize) return 431;
-  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
-  std::size_t eol = data.find('\n');
-  std::string start_line = data.substr(0, eol);
-  if (!start_line.empty() && start_line.back() == '\r') start_line.pop_back();
-  std::vector<std::string> words = split(start_line, " ");
-  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) {
-    LOG_INFO("Malformed HTTP request line from %s", address_.c_str());
-    return 400;
-  }
-  // 2009 only checked for the "HTTP/" prefix; the contract accepts the two versions it
-  // knows and answers anything else with 400.
-  if (words[2] != "HTTP/1.0" && words[2] != "HTTP/1.1") {
-    LOG_INFO("Malformed HTTP version from %s", address_.c_str());
-    return 400;
-  }
-  HTTPHeaders headers;
-  try {
-    headers = HTTPHeaders::parse(data.substr(eol));
-  } catch (const std::invalid_argument& e) {
-    LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
-    return 400;
-  }
-  request_ =
-      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
-                                    std::move(headers), "", address_, "", "", shared_from_this());
-  // Course deviation: 2009 ignored Transfer-Encoding, so a chunked body was parsed as the
-  // next request (request smuggling). It is refused; chunked requests arrived in 4.0.
-  if (request_->headers.contains("Transfer-Encoding")) return 501;
-  if (request_->headers.contains("Content-Length")) {
-    if (!parse_content_length(request_->headers.get("Content-Length"), content_length)) {
-      return 400;
-    }
-    if (content_length > max_body_size_) return 413;
-  }
-  return 0;
-}
-
 void HTTPConnection::on_headers_(std::string data) {
-  // Course deviation, as 4.0 did (`lstrip` in `_parse_headers`): empty lines before a request
-  // line are skipped, as RFC 9112 asks servers to. 0.1 answered them as a malformed request.
-  std::size_t start = data.find_first_not_of("\r\n");
-  if (start != std::string::npos && start > 0) data = data.substr(start);
-
   std::size_t content_length = 0;
-  if (int status = parse_headers_(data, content_length)) {
+  if (int status = parse_headers_(std::move(data), content_length)) {
     send_error_(status);
     return;
   }
@@ -513,6 +322,39 @@ void HTTPConnection::on_headers_(std::string data) {
   request_callback_(request_);
 }
 
+int HTTPConnection::parse_headers_(std::string data, std::size_t& content_length) {
+  // Course deviation: each check the contract adds (contract.h) returns the status to answer
+  // with. 2009 let the exception escape to the IOLoop, which logged it and left the client
+  // waiting on a connection that nobody would ever read or close.
+  // As 4.0 did (`lstrip` in `_parse_headers`), empty lines before a request line are skipped,
+  // as RFC 9112 asks servers to; 0.1 answered them as a malformed request.
+  std::size_t start = data.find_first_not_of("\r\n");
+  if (start != std::string::npos && start > 0) data = data.substr(start);
+  if (data.size() > kMaxHeaderSize) return 431;
+  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
+  std::size_t eol = data.find('\n');
+  std::vector<std::string> words = split(strip(data.substr(0, eol), "\r"), " ");
+  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) return 400;
+  // 2009 only checked for the "HTTP/" prefix; the contract knows two versions.
+  if (words[2] != "HTTP/1.0" && words[2] != "HTTP/1.1") return 400;
+  HTTPHeaders headers;
+  try {
+    headers = HTTPHeaders::parse(data.substr(eol));
+  } catch (const std::invalid_argument& e) {
+    LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
+    return 400;
+  }
+  request_ =
+      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
+                                    std::move(headers), "", address_, "", "", shared_from_this());
+  // 2009 ignored Transfer-Encoding, so a chunked body was parsed as the next request (request
+  // smuggling). It is refused; chunked requests arrived in 4.0.
+  if (request_->headers.contains("Transfer-Encoding")) return 501;
+  if (!request_->headers.contains("Content-Length")) return 0;
+  if (!parse_content_length(request_->headers.get("Content-Length"), content_length)) return 400;
+  return content_length > max_body_size_ ? 413 : 0;
+}
+
 void HTTPConnection::on_request_body_(std::string data) {
   request_->body = std::move(data);
   std::string content_type = request_->headers.get("Content-Type");
@@ -521,11 +363,15 @@ void HTTPConnection::on_request_body_(std::string data) {
     if (starts_with(content_type, "application/x-www-form-urlencoded")) {
       parse_qs_into(request_->body, request_->arguments);
     } else if (starts_with(content_type, "multipart/form-data")) {
-      // The boundary parameter; the body itself is parsed by httputil since 2.0.
+      // 2.0 looks for the first parameter named exactly "boundary" with a value; the body
+      // itself is parsed by httputil.
       std::string boundary;
       for (const std::string& field : split(content_type, ";")) {
         std::string param = strip(field);
-        if (starts_with(lower(param), "boundary=")) boundary = param.substr(9);
+        if (starts_with(param, "boundary=") && param.size() > 9) {
+          boundary = param.substr(9);
+          break;
+        }
       }
       if (!boundary.empty()) {
         parse_multipart_form_data(boundary, request_->body, request_->arguments, request_->files);
@@ -541,12 +387,9 @@ void HTTPConnection::send_error_(int code) {
   // Course deviation (the whole method): 2009 never answered a bad request. The response
   // says the connection will close, then the stream closes gracefully, so that request bytes
   // still unread do not turn the close into a reset that destroys the answer.
-  std::string body = std::to_string(code) + ": " + reason_phrase(code) + "\n";
   request_.reset();
   request_finished_ = false;
-  stream_->write("HTTP/1.1 " + std::to_string(code) + " " + reason_phrase(code) +
-                 "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-                 "\r\nConnection: close\r\n\r\n" + body);
+  stream_->write(error_response(code));
   stream_->close_gracefully();
 }
 
@@ -586,7 +429,7 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
   }
   this->host = !host.empty() ? std::move(host) : this->headers.get("Host");
   if (this->host.empty()) this->host = "127.0.0.1";
-  split_uri(this->uri, path, query);
+  urlsplit(this->uri, path, query);
   parse_qs_into(query, arguments);
 }
 
@@ -607,24 +450,6 @@ std::string HTTPRequest::full_url() const {
 
 double HTTPRequest::request_time() const {
   return (finish_time_ ? *finish_time_ : IOLoop::time()) - start_time_;
-}
-
-void parse_qs_into(const std::string& qs,
-                   std::map<std::string, std::vector<std::string>>& arguments) {
-  std::size_t start = 0;
-  while (start <= qs.size()) {
-    std::size_t end = qs.find_first_of("&;", start);
-    if (end == std::string::npos) end = qs.size();
-    std::string pair = qs.substr(start, end - start);
-    std::size_t eq = pair.find('=');
-    // parse_qs skips a field without '=' and one with an empty value; 2009 then dropped
-    // values that decoded to nothing. (3.0 keeps blank values.)
-    if (eq != std::string::npos && eq + 1 < pair.size()) {
-      std::string value = unquote_plus(pair.substr(eq + 1));
-      if (!value.empty()) arguments[unquote_plus(pair.substr(0, eq))].push_back(value);
-    }
-    start = end + 1;
-  }
 }
 
 }  // namespace tornado

@@ -23,6 +23,12 @@ void set_nonblocking(int fd) {
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
+// New in 1.0 (IOLoop._set_close_exec): an exec'd program does not inherit `fd`.
+void set_close_exec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 std::system_error errno_error(const char* what) {
   return std::system_error(errno, std::generic_category(), what);
 }
@@ -54,14 +60,16 @@ bool timeout_after(const IOLoop::TimeoutHandle& a, const IOLoop::TimeoutHandle& 
 }  // namespace
 
 IOLoop::IOLoop(std::unique_ptr<Poller> impl) : impl_(impl ? std::move(impl) : default_poller()) {
-  // A pipe the loop can be woken through when it is idle. The 2009 pipe was not CLOEXEC;
-  // it is here so that exec'd children do not inherit it.
+  // A pipe the loop can be woken through when it is idle. New in 1.0: both ends are
+  // close-on-exec, so that a program the process execs does not inherit them.
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) < 0) throw errno_error("pipe");
+  if (::pipe(fds) < 0) throw errno_error("pipe");
   waker_reader_ = fds[0];
   waker_writer_ = fds[1];
   set_nonblocking(waker_reader_);
   set_nonblocking(waker_writer_);
+  set_close_exec(waker_reader_);
+  set_close_exec(waker_writer_);
   // 1.0 registers the read end for READ (commit d2ca9ad6; 2009 said WRITE, which a pipe's
   // read end never reports), so a byte written by wake_() really wakes the loop.
   add_handler(
@@ -186,7 +194,11 @@ void IOLoop::start() {
       std::uint32_t events = item->second;
       events_.erase(item);
       auto handler = handlers_.find(fd);
-      if (handler == handlers_.end()) continue;
+      if (handler == handlers_.end()) {
+        // Python's self._handlers[fd] raised KeyError, which the handler's except logged.
+        LOG_ERROR("Exception in I/O handler for fd %d: no handler (KeyError)", fd);
+        continue;
+      }
       // Call a copy: the handler may remove itself, which would destroy the one in the map.
       Handler call = handler->second;
       try {
@@ -327,7 +339,7 @@ void PeriodicCallback::run_(const std::shared_ptr<State>& state) {
 // ---------------------------------------------------------------------------------------
 // Pollers
 
-EPoll::EPoll() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+EPoll::EPoll() : epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)) {  // 1.0's _set_close_exec.
   if (epoll_fd_ < 0) throw errno_error("epoll_create1");
 }
 
@@ -358,7 +370,8 @@ Poller::EventPairs EPoll::poll(double timeout) {
   // Python 2.6's select.epoll, the poller the 2009 code preferred, asked for up to
   // FD_SETSIZE - 1 events per call.
   epoll_event events[1023];
-  // Round up: the 2009 wrapper truncated, turning a wait under 1 ms into a busy loop.
+  // Course hygiene, which no Tornado release had: round up, where int(timeout * 1000)
+  // truncated and turned a wait under 1 ms into a busy loop until the deadline.
   int ms = timeout <= 0 ? 0 : static_cast<int>(std::ceil(timeout * 1000.0));
   int n = ::epoll_wait(epoll_fd_, events, 1023, ms);
   if (n < 0) throw errno_error("epoll_wait");
