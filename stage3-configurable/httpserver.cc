@@ -6,103 +6,20 @@
 #include <string_view>
 #include <utility>
 
+#include "contract.h"
 #include "httputil.h"
 #include "log.h"
 #include "netutil.h"
+#include "pystdlib.h"
 
 namespace tornado {
-namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return s;
-}
-
-// A request target: not empty, and no space, no control byte (NUL, CR, ...) and no DEL. 2009
-// took any bytes between the two spaces as the path, so "/a\x01b" was a 404.
-bool is_target(const std::string& s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (c <= 32 || c == 127) return false;
-  }
-  return true;
-}
-
-// True when the comma-separated header value lists `token` (compared case-insensitively).
-bool has_token(const std::string& value, const std::string& token) {
-  // split(value, ","), strip and lower each part, compare: done in place, as this runs twice
-  // for every request (`token` is lower case).
-  std::string_view rest = value;
-  while (true) {
-    std::size_t comma = rest.find(',');
-    std::string_view part = rest.substr(0, comma);
-    std::size_t begin = part.find_first_not_of(" \t");
-    std::size_t end = part.find_last_not_of(" \t");
-    part =
-        begin == std::string_view::npos ? std::string_view() : part.substr(begin, end - begin + 1);
-    if (part.size() == token.size() &&
-        std::equal(part.begin(), part.end(), token.begin(), [](char a, char b) {
-          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
-        })) {
-      return true;
-    }
-    if (comma == std::string_view::npos) return false;
-    rest.remove_prefix(comma + 1);
-  }
-}
-
-// Content-Length must be plain decimal digits. Repeated headers arrive joined by ",", and
-// every copy must agree. Returns false when the value is not acceptable; a number too big
-// for size_t saturates, which is over any body limit.
-bool parse_content_length(const std::string& value, std::size_t& length) {
-  bool first = true;
-  for (const std::string& raw : split(value, ",")) {
-    std::string digits = strip(raw);
-    if (digits.empty()) return false;
-    std::size_t n = 0;
-    for (char c : digits) {
-      if (c < '0' || c > '9') return false;
-      std::size_t d = static_cast<std::size_t>(c - '0');
-      n = n > (std::numeric_limits<std::size_t>::max() - d) / 10
-              ? std::numeric_limits<std::size_t>::max()
-              : n * 10 + d;
-    }
-    if (!first && n != length) return false;
-    length = n;
-    first = false;
-  }
-  return true;
-}
-
-const char* reason_phrase(int code) {
-  switch (code) {
-    case 400:
-      return "Bad Request";
-    case 413:
-      return "Content Too Large";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 501:
-      return "Not Implemented";
-    default:
-      return "Error";
-  }
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------
 // HTTPServer
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
                        bool xheaders, std::size_t max_body_size)
-    // The stream's buffer limit must stay above the largest body plus headers, or a body the
-    // contract allows would close the stream (2009 compared the body with the buffer limit
-    // using '>' and the buffer with it using '>=', so exactly 100 MiB failed).
-    : TCPServer(io_loop, max_body_size > std::numeric_limits<std::size_t>::max() / 2
-                             ? max_body_size
-                             : max_body_size + HTTPConnection::kMaxHeaderSize + 4096),
+    : TCPServer(io_loop, stream_buffer_limit(max_body_size, HTTPConnection::kMaxHeaderSize)),
       request_callback_(std::move(request_callback)),
       no_keep_alive_(no_keep_alive),
       xheaders_(xheaders),
@@ -251,56 +168,9 @@ void HTTPConnection::finish_request_() {
   }
 }
 
-int HTTPConnection::parse_headers_(const std::string& data, std::size_t& content_length) {
-  // Course deviation: every failure here is answered with a status and a close. The 2009
-  // code let the exception escape to the IOLoop, which logged it and left the client waiting
-  // on a connection that nobody would ever read or close.
-  if (data.size() > kMaxHeaderSize) return 431;
-  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
-  std::size_t eol = data.find('\n');
-  std::string start_line = data.substr(0, eol);
-  if (!start_line.empty() && start_line.back() == '\r') start_line.pop_back();
-  std::vector<std::string> words = split(start_line, " ");
-  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) {
-    LOG_INFO("Malformed HTTP request line from %s", address_.c_str());
-    return 400;
-  }
-  // 2009 only checked for the "HTTP/" prefix; the contract accepts the two versions it
-  // knows and answers anything else with 400.
-  if (words[2] != "HTTP/1.0" && words[2] != "HTTP/1.1") {
-    LOG_INFO("Malformed HTTP version from %s", address_.c_str());
-    return 400;
-  }
-  HTTPHeaders headers;
-  try {
-    headers = HTTPHeaders::parse(data.substr(eol));
-  } catch (const std::invalid_argument& e) {
-    LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
-    return 400;
-  }
-  request_ =
-      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
-                                    std::move(headers), "", address_, "", "", shared_from_this());
-  // Course deviation: 2009 ignored Transfer-Encoding, so a chunked body was parsed as the
-  // next request (request smuggling). It is refused; chunked requests arrived in 4.0.
-  if (request_->headers.contains("Transfer-Encoding")) return 501;
-  if (request_->headers.contains("Content-Length")) {
-    if (!parse_content_length(request_->headers.get("Content-Length"), content_length)) {
-      return 400;
-    }
-    if (content_length > max_body_size_) return 413;
-  }
-  return 0;
-}
-
 void HTTPConnection::on_headers_(std::string data) {
-  // Course deviation, as 4.0 did (`lstrip` in `_parse_headers`): empty lines before a request
-  // line are skipped, as RFC 9112 asks servers to. 0.1 answered them as a malformed request.
-  std::size_t start = data.find_first_not_of("\r\n");
-  if (start != std::string::npos && start > 0) data = data.substr(start);
-
   std::size_t content_length = 0;
-  if (int status = parse_headers_(data, content_length)) {
+  if (int status = parse_headers_(std::move(data), content_length)) {
     send_error_(status);
     return;
   }
@@ -318,6 +188,39 @@ void HTTPConnection::on_headers_(std::string data) {
   request_callback_(request_);
 }
 
+int HTTPConnection::parse_headers_(std::string data, std::size_t& content_length) {
+  // Course deviation: each check the contract adds (contract.h) returns the status to answer
+  // with. 2009 let the exception escape to the IOLoop, which logged it and left the client
+  // waiting on a connection that nobody would ever read or close.
+  // As 4.0 did (`lstrip` in `_parse_headers`), empty lines before a request line are skipped,
+  // as RFC 9112 asks servers to; 0.1 answered them as a malformed request.
+  std::size_t start = data.find_first_not_of("\r\n");
+  if (start != std::string::npos && start > 0) data = data.substr(start);
+  if (data.size() > kMaxHeaderSize) return 431;
+  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
+  std::size_t eol = data.find('\n');
+  std::vector<std::string> words = split(strip(data.substr(0, eol), "\r"), " ");
+  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) return 400;
+  // 2009 only checked for the "HTTP/" prefix; the contract knows two versions.
+  if (words[2] != "HTTP/1.0" && words[2] != "HTTP/1.1") return 400;
+  HTTPHeaders headers;
+  try {
+    headers = HTTPHeaders::parse(data.substr(eol));
+  } catch (const std::invalid_argument& e) {
+    LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
+    return 400;
+  }
+  request_ =
+      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
+                                    std::move(headers), "", address_, "", "", shared_from_this());
+  // 2009 ignored Transfer-Encoding, so a chunked body was parsed as the next request (request
+  // smuggling). It is refused; chunked requests arrived in 4.0.
+  if (request_->headers.contains("Transfer-Encoding")) return 501;
+  if (!request_->headers.contains("Content-Length")) return 0;
+  if (!parse_content_length(request_->headers.get("Content-Length"), content_length)) return 400;
+  return content_length > max_body_size_ ? 413 : 0;
+}
+
 void HTTPConnection::on_request_body_(std::string data) {
   request_->body = std::move(data);
   // 2.0 parses PUT bodies as forms too (2009 and 1.0: POST only), 2.3 PATCH bodies; since
@@ -333,12 +236,9 @@ void HTTPConnection::send_error_(int code) {
   // Course deviation (the whole method): 2009 never answered a bad request. The response
   // says the connection will close, then the stream closes gracefully, so that request bytes
   // still unread do not turn the close into a reset that destroys the answer.
-  std::string body = std::to_string(code) + ": " + reason_phrase(code) + "\n";
   request_.reset();
   request_finished_ = false;
-  stream_->write("HTTP/1.1 " + std::to_string(code) + " " + reason_phrase(code) +
-                 "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
-                 "\r\nConnection: close\r\n\r\n" + body);
+  stream_->write(error_response(code));
   stream_->close_gracefully();
 }
 

@@ -143,7 +143,7 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   void on_write_complete_();
   void finish_request_();
   void on_headers_(std::string data);
-  int parse_headers_(const std::string& data, std::size_t& content_length);
+  int parse_headers_(std::string data, std::size_t& content_length);
   void on_request_body_(std::string data);
   void send_error_(int code);
   void on_stream_closed_();

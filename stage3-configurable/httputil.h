@@ -102,15 +102,4 @@ void parse_qs_into(const std::string& qs,
                    std::map<std::string, std::vector<std::string>>& arguments,
                    bool keep_blank_values = false);
 
-/// `s` without leading and trailing `chars` (Python's str.strip).
-std::string strip(const std::string& s, const char* chars = " \t");
-/// `s` cut at every `separator` (Python's str.split with an argument).
-std::vector<std::string> split(const std::string& s, const std::string& separator);
-/// True when `s` begins with `prefix`.
-bool starts_with(const std::string& s, const std::string& prefix);
-/// True when `s` ends with `suffix`.
-bool ends_with(const std::string& s, const std::string& suffix);
-/// True when `s` is a non-empty RFC 9110 token, as a method or a header name must be.
-bool is_token(const std::string& s);
-
 }  // namespace tornado

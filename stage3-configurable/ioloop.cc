@@ -299,7 +299,11 @@ void PollIOLoop::start() {
       std::uint32_t events = item->second;
       events_.erase(item);
       auto handler = handlers_.find(fd);
-      if (handler == handlers_.end()) continue;
+      if (handler == handlers_.end()) {
+        // Python's self._handlers[fd] raised KeyError, which the handler's except logged.
+        LOG_ERROR("Exception in I/O handler for fd %d: no handler (KeyError)", fd);
+        continue;
+      }
       // Call a copy: the handler may remove itself, which would destroy the one in the map.
       Handler call = handler->second;
       try {

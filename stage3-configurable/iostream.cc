@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "contract.h"
 #include "log.h"
 
 namespace tornado {
@@ -19,30 +20,6 @@ namespace {
 
 bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
-}
-
-// Where the first match of `delimiter` in `data` ends, or npos. With `bare_lf` each CRLF of
-// the delimiter also matches a lone LF, as 4.0's header read `\r?\n\r?\n` did.
-std::size_t find_delimiter(const std::string& data, const std::string& delimiter, bool bare_lf) {
-  if (!bare_lf) {
-    std::size_t loc = data.find(delimiter);
-    return loc == std::string::npos ? loc : loc + delimiter.size();
-  }
-  for (std::size_t start = 0; start < data.size(); ++start) {
-    std::size_t i = start, j = 0;
-    while (i < data.size() && j < delimiter.size()) {
-      if (data[i] == '\n' && delimiter.compare(j, 2, "\r\n") == 0) {
-        j += 2;
-      } else if (data[i] == delimiter[j]) {
-        ++j;
-      } else {
-        break;
-      }
-      ++i;
-    }
-    if (j == delimiter.size()) return i;
-  }
-  return std::string::npos;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <system_error>
 #include <utility>
 
+#include "contract.h"
 #include "log.h"
 
 namespace tornado {
@@ -27,42 +28,6 @@ bool same_result(const addrinfo* a, const addrinfo* b) {
   return a->ai_family == b->ai_family && a->ai_socktype == b->ai_socktype &&
          a->ai_protocol == b->ai_protocol && a->ai_addrlen == b->ai_addrlen &&
          std::memcmp(a->ai_addr, b->ai_addr, a->ai_addrlen) == 0;
-}
-
-// One file descriptor kept in reserve, so that EMFILE can be answered by closing a connection
-// rather than by spinning (see shed_connection()). Owned by the accept handler: it is closed
-// when the handler is removed.
-class SpareFd {
- public:
-  SpareFd() { reserve(); }
-  ~SpareFd() { release(); }
-  SpareFd(const SpareFd&) = delete;
-  SpareFd& operator=(const SpareFd&) = delete;
-  void reserve() {
-    if (fd_ < 0) fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  }
-  void release() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  bool held() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
-
-void shed_connection(int sock, SpareFd& spare) {
-  // Out of file descriptors (EMFILE). The pending connection stays in the backlog and the
-  // level-triggered listening socket would be reported ready forever: a busy loop. So give
-  // back the reserved fd, accept the connection with it, close it at once (the client sees
-  // the connection closed rather than hanging), and reserve the fd again. 3.0 re-raised
-  // EMFILE into a loop that spun logging the same error.
-  LOG_ERROR("accept: %s; closing a new connection", std::strerror(errno));
-  if (!spare.held()) return;
-  spare.release();
-  int fd = ::accept(sock, nullptr, nullptr);
-  if (fd >= 0) ::close(fd);
-  spare.reserve();
 }
 
 }  // namespace
@@ -123,7 +88,10 @@ void add_accept_handler(int sock, AcceptCallback callback, IOLoop* io_loop) {
   struct State {
     int sock = -1;
     AcceptCallback callback;
-    SpareFd spare;
+    int spare = reserve_fd();  // Course hygiene, see shed_connection(); closed with the handler.
+    ~State() {
+      if (spare >= 0) ::close(spare);
+    }
   };
   auto state = std::make_shared<State>();
   state->sock = sock;
@@ -141,12 +109,10 @@ void add_accept_handler(int sock, AcceptCallback callback, IOLoop* io_loop) {
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (connection < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        // The client gave up before we got to it, or a signal arrived: try the next one.
-        if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
-        if (errno == EMFILE || errno == ENFILE) {
-          // Linux reports EMFILE before it looks at the queue, so it says nothing about
-          // whether a connection is waiting: shed one and return, and the level-triggered
-          // socket will report any others on the next poll.
+        // Course hygiene (contract.h): skip what concerns one client only; out of fds, shed
+        // one connection and return, and the level-triggered socket reports the others later.
+        if (accept_error_is_transient(errno)) continue;
+        if (accept_error_is_fd_exhaustion(errno)) {
           shed_connection(keep->sock, keep->spare);
           return;
         }

@@ -1,0 +1,167 @@
+#include "contract.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string_view>
+#include <system_error>
+
+#include "log.h"
+#include "pystdlib.h"
+
+namespace tornado {
+namespace {
+
+const char* reason_phrase(int code) {
+  switch (code) {
+    case 400:
+      return "Bad Request";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    default:
+      return "Error";
+  }
+}
+
+}  // namespace
+
+std::size_t stream_buffer_limit(std::size_t max_body_size, std::size_t max_header_size) {
+  if (max_body_size > std::numeric_limits<std::size_t>::max() / 2) return max_body_size;
+  return max_body_size + max_header_size + 4096;
+}
+
+bool is_token(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c >= 127 || std::strchr("\"(),/:;<=>?@[\\]{}", c)) return false;
+  }
+  return true;
+}
+
+bool is_target(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (c <= 32 || c == 127) return false;
+  }
+  return true;
+}
+
+bool has_token(const std::string& value, const std::string& token) {
+  // split(value, ","), strip and lower each part, compare: done in place, as this runs twice
+  // for every request.
+  std::string_view rest = value;
+  while (true) {
+    std::size_t comma = rest.find(',');
+    std::string_view part = rest.substr(0, comma);
+    std::size_t begin = part.find_first_not_of(" \t");
+    std::size_t end = part.find_last_not_of(" \t");
+    part =
+        begin == std::string_view::npos ? std::string_view() : part.substr(begin, end - begin + 1);
+    if (part.size() == token.size() &&
+        std::equal(part.begin(), part.end(), token.begin(), [](char a, char b) {
+          return (a >= 'A' && a <= 'Z' ? a - 'A' + 'a' : a) == b;
+        })) {
+      return true;
+    }
+    if (comma == std::string_view::npos) return false;
+    rest.remove_prefix(comma + 1);
+  }
+}
+
+bool parse_content_length(const std::string& value, std::size_t& length) {
+  bool first = true;
+  for (const std::string& raw : split(value, ",")) {
+    std::string digits = strip(raw);
+    if (digits.empty()) return false;
+    std::size_t n = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return false;
+      std::size_t d = static_cast<std::size_t>(c - '0');
+      n = n > (std::numeric_limits<std::size_t>::max() - d) / 10
+              ? std::numeric_limits<std::size_t>::max()
+              : n * 10 + d;
+    }
+    if (!first && n != length) return false;
+    length = n;
+    first = false;
+  }
+  return true;
+}
+
+std::pair<std::string, std::string> split_header_line(const std::string& line) {
+  if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+    throw std::invalid_argument("obsolete line folding in header: " + line.substr(0, 40));
+  }
+  std::size_t colon = line.find(':');
+  if (colon == std::string::npos) throw std::invalid_argument("no colon in header line");
+  std::string name = line.substr(0, colon);
+  if (!is_token(name)) throw std::invalid_argument("invalid header name");
+  std::string value = strip(line.substr(colon + 1));
+  for (unsigned char c : value) {
+    if ((c < 32 && c != '\t') || c == 127) throw std::invalid_argument("control character");
+  }
+  return {std::move(name), std::move(value)};
+}
+
+std::string error_response(int code) {
+  std::string body = std::to_string(code) + ": " + reason_phrase(code) + "\n";
+  return "HTTP/1.1 " + std::to_string(code) + " " + reason_phrase(code) +
+         "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n" + body;
+}
+
+std::size_t find_delimiter(const std::string& data, const std::string& delimiter, bool bare_lf) {
+  if (!bare_lf) {
+    std::size_t loc = data.find(delimiter);
+    return loc == std::string::npos ? loc : loc + delimiter.size();
+  }
+  for (std::size_t start = 0; start < data.size(); ++start) {
+    std::size_t i = start, j = 0;
+    while (i < data.size() && j < delimiter.size()) {
+      if (data[i] == '\n' && delimiter.compare(j, 2, "\r\n") == 0) {
+        j += 2;
+      } else if (data[i] == delimiter[j]) {
+        ++j;
+      } else {
+        break;
+      }
+      ++i;
+    }
+    if (j == delimiter.size()) return i;
+  }
+  return std::string::npos;
+}
+
+bool accept_error_is_transient(int err) {
+  return err == ECONNABORTED || err == EINTR || err == EPROTO;
+}
+
+bool accept_error_is_fd_exhaustion(int err) {
+  return err == EMFILE || err == ENFILE;
+}
+
+int reserve_fd() {
+  return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+void shed_connection(int listen_fd, int& spare_fd) {
+  LOG_ERROR("accept: %s; closing a new connection", std::strerror(errno));
+  if (spare_fd < 0) return;
+  ::close(spare_fd);
+  int fd = ::accept(listen_fd, nullptr, nullptr);
+  if (fd >= 0) ::close(fd);
+  spare_fd = reserve_fd();
+}
+
+}  // namespace tornado

@@ -1,0 +1,23 @@
+// Stand-ins for the Python standard library that Tornado's modules called: a few str
+// methods and urllib.unquote_plus. They live apart so that
+// the server's own files read line for line beside the Python.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tornado {
+
+/// `s.startswith(prefix)`.
+bool starts_with(const std::string& s, const std::string& prefix);
+/// `s.endswith(suffix)`.
+bool ends_with(const std::string& s, const std::string& suffix);
+/// `s.lower()`, ASCII letters only.
+std::string lower(std::string s);
+/// `s.strip(chars)`: `s` without leading and trailing `chars`.
+std::string strip(const std::string& s, const char* chars = " \t");
+/// `s.split(separator)`: `s` cut at every `separator`.
+std::vector<std::string> split(const std::string& s, const std::string& separator);
+/// `urllib.unquote_plus(s)`: '+' is a space and %XX a byte; a malformed escape stays as it is.
+std::string unquote_plus(const std::string& s);
+}  // namespace tornado
