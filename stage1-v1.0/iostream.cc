@@ -189,6 +189,7 @@ void IOStream::handle_read_() {
   // zero-filled 4 KiB string per call would cost more than parsing the request.)
   ssize_t n = ::recv(fd_, recv_buffer_.data(), recv_buffer_.size(), 0);
   if (n < 0) {
+    // EINTR: tried again later (course hygiene, automatic since PEP 475); Tornado closed.
     if (would_block(errno) || errno == EINTR) return;
     LOG_WARNING("Read error on %d: %s", fd_, std::strerror(errno));
     close();
@@ -242,6 +243,7 @@ void IOStream::handle_write_() {
     ssize_t n = ::send(fd_, write_buffer_.data(), write_buffer_.size(), MSG_NOSIGNAL);
     if (n < 0) {
       if (would_block(errno)) break;
+      // Retried: course hygiene, as for recv() (PEP 475 later).
       if (errno == EINTR) continue;
       LOG_WARNING("Write error on %d: %s", fd_, std::strerror(errno));
       close();

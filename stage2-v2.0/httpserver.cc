@@ -203,12 +203,7 @@ void HTTPServer::handle_events_(int fd, std::uint32_t) {
       ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr, ip, sizeof ip);
     }
     try {
-      // The stream's buffer limit must stay above the largest body plus headers, or a body
-      // the contract allows would close the stream (2009 compared the body with the buffer
-      // limit using '>' and the buffer with it using '>=', so exactly 100 MiB failed).
-      std::size_t limit = max_body_size_ > std::numeric_limits<std::size_t>::max() / 2
-                              ? max_body_size_
-                              : max_body_size_ + HTTPConnection::kMaxHeaderSize + 4096;
+      std::size_t limit = stream_buffer_limit(max_body_size_, HTTPConnection::kMaxHeaderSize);
       auto stream = std::make_unique<IOStream>(fd, io_loop_, limit);
       connections_.push_back(HTTPConnection::create(std::move(stream), ip, request_callback_,
                                                     no_keep_alive_, xheaders_, max_body_size_));

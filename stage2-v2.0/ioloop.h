@@ -60,7 +60,7 @@ class Poller {
 ///   run every timeout whose deadline has passed (heap top first; cancelled ones dropped)
 ///   poll_timeout = min(poll_timeout, next deadline - now)
 ///   if stop() was called: leave
-///   poll(poll_timeout)                    EINTR: log a warning, next iteration
+///   poll(poll_timeout)                    EINTR: next iteration (2.0 no longer logs it)
 ///   dispatch: pop one (fd, events) at a time and call its handler
 /// \endverbatim
 ///

@@ -246,6 +246,8 @@ void HTTPConnection::on_stream_closed_() {
   // New in 3.0: the handler's close callback, if it set one for this request.
   IOStream::Callback callback = std::move(close_callback_);
   clear_callbacks_();
+  // The guard is 3.1's (54916851): 3.0 called the callback even when the handler had set
+  // none, and the TypeError that raised was logged by the stream.
   if (callback) callback();
   // The request and this connection refer to each other: break that cycle, then let go of
   // ourselves on the next iteration, when nothing on the stack can still be using us.

@@ -169,6 +169,9 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
   /// \tornado{tornado/ioloop.py,IOLoop.stop}
   virtual void stop() = 0;
   /// True between start() and the end of the iteration in which stop() was called.
+  ///
+  /// Course addition: 3.0 removed IOLoop.running() (earlier stages had it); the tests use it
+  /// to wait until a loop started on another thread is inside start().
   virtual bool running() const = 0;
 
   /// Starts the loop, runs `func`, and stops when its result is ready.

@@ -357,6 +357,7 @@ std::size_t IOStream::read_from_socket_(std::string& chunk) {
   // zero-filled 4 KiB string per call would cost more than parsing the request.)
   ssize_t n = ::recv(fd_, recv_buffer_.data(), recv_buffer_.size(), 0);
   if (n < 0) {
+    // EINTR: tried again later (course hygiene, automatic since PEP 475); Tornado closed.
     if (would_block(errno) || errno == EINTR) return 0;
     throw std::system_error(errno, std::generic_category(), "recv");
   }
@@ -508,6 +509,7 @@ void IOStream::handle_write_() {
         write_buffer_frozen_ = true;
         break;
       }
+      // Retried: course hygiene, as for recv() (PEP 475 later).
       if (errno == EINTR) continue;
       LOG_WARNING("Write error on %d: %s", fd_, std::strerror(errno));
       close();

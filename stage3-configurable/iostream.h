@@ -180,8 +180,7 @@ class IOStream {
   /// Course extension, after Tornado 4.0's `max_bytes`: the HTTP server needs it to answer an
   /// oversized header block with 431. Instead of closing the stream as 4.0 did, it clears the
   /// pending read and calls `on_too_long`, which decides what to send before closing.
-  /// With `max_bytes` > 0 a bare LF also stands for each CRLF of `delimiter`, so a header
-  /// block whose lines end in LF is found (4.0's header read matched CR-optional line ends).
+  /// With `max_bytes` > 0 a bare LF also matches each CRLF of `delimiter` (as 4.0's header read).
   void read_until(const std::string& delimiter, ReadCallback callback, std::size_t max_bytes,
                   Callback on_too_long);
   /// Calls `callback` with exactly the next `num_bytes` bytes.
