@@ -9,7 +9,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include <sys/socket.h>
 
@@ -184,7 +183,6 @@ class IOStream {
   IOLoop& io_loop_;
   std::size_t max_buffer_size_;
   std::size_t read_chunk_size_;
-  std::vector<char> recv_buffer_;  // Where every recv() lands, reused.
   std::deque<std::string> read_buffer_;
   std::deque<std::string> write_buffer_;
   std::size_t read_buffer_size_ = 0;

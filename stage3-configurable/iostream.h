@@ -19,7 +19,6 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
-#include <vector>
 
 #include <sys/socket.h>
 
@@ -269,7 +268,6 @@ class IOStream {
   IOLoop& io_loop_;
   std::size_t max_buffer_size_;
   std::size_t read_chunk_size_;
-  std::vector<char> recv_buffer_;  // Where every recv() lands, reused.
   std::error_code error_;
   std::deque<std::string> read_buffer_;
   std::deque<std::string> write_buffer_;
