@@ -258,8 +258,9 @@ void IOStream::handle_write_() {
     }
     // Python's `self._write_buffer = self._write_buffer[num_bytes:]`: the unsent rest is
     // copied into a new string after every send(), so a large response is O(n^2) to send.
-    // Stage2 sends from the head of a deque of chunks instead.
-    write_buffer_ = write_buffer_.substr(static_cast<std::size_t>(n));
+    // Stage2 sends from the head of a deque of chunks instead. (swap(), not `=`: assigning a
+    // short string would keep the old one's buffer, where Python freed it.)
+    write_buffer_.substr(static_cast<std::size_t>(n)).swap(write_buffer_);
   }
   if (write_buffer_.empty() && lingering_) ::shutdown(fd_, SHUT_WR);
   if (write_buffer_.empty() && write_callback_) {
@@ -285,7 +286,8 @@ std::string IOStream::consume_(std::size_t loc) {
   std::string result = read_buffer_.substr(0, loc);
   // Python's `self._read_buffer[loc:]`: the unread rest is copied into a new string on every
   // read, O(remaining). With many pipelined requests buffered this is O(n^2). Stage2 fixes it.
-  read_buffer_ = read_buffer_.substr(loc);
+  // (swap(), as in handle_write_(): an idle connection keeps no buffer.)
+  read_buffer_.substr(loc).swap(read_buffer_);
   return result;
 }
 
