@@ -61,7 +61,9 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size) {
       joined += part;
     deque.push_front(std::move(joined));
   }
-  if (deque.empty()) deque.push_front("");
+  // At the back, which on an empty deque is the front too: libstdc++ starts a new deque at
+  // the front of its node, so push_front() would allocate a second node for it.
+  if (deque.empty()) deque.push_back("");
 }
 
 void double_prefix(std::deque<std::string>& deque) {
