@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "contract.h"
 #include "log.h"
@@ -29,6 +30,17 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+// Where every recv() lands: one buffer per thread, so one per running IOLoop, grown to the
+// largest read_chunk_size asked of it. The bytes that arrived are copied out at once, into a
+// string of exactly their size as Python's recv() returned, before anything else can run on
+// the thread. (C++ plumbing: a buffer kept per stream would cost every idle connection 4 KiB, and
+// a fresh zero-filled one per call more than parsing the request.)
+char* recv_buffer(std::size_t size) {
+  thread_local std::vector<char> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
 }  // namespace
 
 IOStream::IOStream(int fd, IOLoop* io_loop, std::size_t max_buffer_size,
@@ -37,7 +49,6 @@ IOStream::IOStream(int fd, IOLoop* io_loop, std::size_t max_buffer_size,
       io_loop_(io_loop ? *io_loop : IOLoop::instance()),
       max_buffer_size_(max_buffer_size),
       read_chunk_size_(read_chunk_size),
-      recv_buffer_(read_chunk_size),
       state_(IOLoop::ERROR) {
   int flags = ::fcntl(fd_, F_GETFL);
   ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
@@ -182,10 +193,8 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
 void IOStream::handle_read_() {
   // One recv() of at most read_chunk_size bytes per readiness event, however much is
   // waiting: a large body takes one loop iteration per 4 KiB. Stage2 drains the socket.
-  // recv() lands in a buffer kept for the stream's lifetime, and only the bytes that arrived
-  // are copied out, as Python's recv() returned a string of exactly that size. (A fresh
-  // zero-filled 4 KiB string per call would cost more than parsing the request.)
-  ssize_t n = ::recv(fd_, recv_buffer_.data(), recv_buffer_.size(), 0);
+  char* buffer = recv_buffer(read_chunk_size_);
+  ssize_t n = ::recv(fd_, buffer, read_chunk_size_, 0);
   if (n < 0) {
     // EINTR: tried again later (course hygiene, automatic since PEP 475); Tornado closed.
     if (would_block(errno) || errno == EINTR) return;
@@ -198,7 +207,7 @@ void IOStream::handle_read_() {
     return;
   }
   if (lingering_) return;  // close_gracefully(): input is read only to be thrown away.
-  std::string chunk(recv_buffer_.data(), static_cast<std::size_t>(n));
+  std::string chunk(buffer, static_cast<std::size_t>(n));
   // Python's `self._read_buffer += chunk`: a new string every 4 KiB, O(size of the buffer)
   // each time, so a body of n bytes costs O(n^2) copying. Stage2's deque appends in O(1).
   read_buffer_ = concat(read_buffer_, chunk);
@@ -250,8 +259,9 @@ void IOStream::handle_write_() {
     }
     // Python's `self._write_buffer = self._write_buffer[num_bytes:]`: the unsent rest is
     // copied into a new string after every send(), so a large response is O(n^2) to send.
-    // Stage2 sends from the head of a deque of chunks instead.
-    write_buffer_ = write_buffer_.substr(static_cast<std::size_t>(n));
+    // Stage2 sends from the head of a deque of chunks instead. (swap(), not `=`: assigning a
+    // short string would keep the old one's buffer, where Python freed it.)
+    write_buffer_.substr(static_cast<std::size_t>(n)).swap(write_buffer_);
   }
   if (write_buffer_.empty() && lingering_) ::shutdown(fd_, SHUT_WR);
   if (write_buffer_.empty() && write_callback_) {
@@ -265,7 +275,8 @@ std::string IOStream::consume_(std::size_t loc) {
   std::string result = read_buffer_.substr(0, loc);
   // Python's `self._read_buffer[loc:]`: the unread rest is copied into a new string on every
   // read, O(remaining). With many pipelined requests buffered this is O(n^2). Stage2 fixes it.
-  read_buffer_ = read_buffer_.substr(loc);
+  // (swap(), as in handle_write_(): an idle connection keeps no buffer.)
+  read_buffer_.substr(loc).swap(read_buffer_);
   return result;
 }
 

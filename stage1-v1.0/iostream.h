@@ -7,7 +7,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "ioloop.h"
 
@@ -140,7 +139,6 @@ class IOStream {
   IOLoop& io_loop_;
   std::size_t max_buffer_size_;
   std::size_t read_chunk_size_;
-  std::vector<char> recv_buffer_;  // Where every recv() lands, reused.
   std::string read_buffer_;
   std::string write_buffer_;
   std::optional<std::string> read_delimiter_;

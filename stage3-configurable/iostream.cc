@@ -22,6 +22,17 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
+// Where every recv() lands: one buffer per thread, so one per running IOLoop, grown to the
+// largest read_chunk_size asked of it. The bytes that arrived are copied out at once, into a
+// string of exactly their size as Python's recv() returned, before anything else can run on
+// the thread. (C++ plumbing: a buffer kept per stream would cost every idle connection 4 KiB, and
+// a fresh zero-filled one per call more than parsing the request.)
+char* recv_buffer(std::size_t size) {
+  thread_local std::vector<char> buffer;
+  if (buffer.size() < size) buffer.resize(size);
+  return buffer.data();
+}
+
 }  // namespace
 
 void merge_prefix(std::deque<std::string>& deque, std::size_t size) {
@@ -51,7 +62,9 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size) {
       joined += part;
     deque.push_front(std::move(joined));
   }
-  if (deque.empty()) deque.push_front("");
+  // At the back, which on an empty deque is the front too: libstdc++ starts a new deque at
+  // the front of its node, so push_front() would allocate a second node for it.
+  if (deque.empty()) deque.push_back("");
 }
 
 void double_prefix(std::deque<std::string>& deque) {
@@ -68,8 +81,7 @@ IOStream::IOStream(int fd, IOLoop* io_loop, std::size_t max_buffer_size,
       // 3.0: the loop of the calling thread (IOLoop::current()), not the process-wide one.
       io_loop_(io_loop ? *io_loop : IOLoop::current()),
       max_buffer_size_(max_buffer_size),
-      read_chunk_size_(read_chunk_size),
-      recv_buffer_(read_chunk_size) {
+      read_chunk_size_(read_chunk_size) {
   int flags = ::fcntl(fd_, F_GETFL);
   ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
   // 2.1 (2603b3c1): not registered yet (state_ is empty); add_io_state_() registers the fd
@@ -352,10 +364,8 @@ void IOStream::handle_read_() {
 }
 
 std::size_t IOStream::read_from_socket_(std::string& chunk) {
-  // recv() lands in a buffer kept for the stream's lifetime, and only the bytes that arrived
-  // are copied out, as Python's recv() returned a string of exactly that size. (A fresh
-  // zero-filled 4 KiB string per call would cost more than parsing the request.)
-  ssize_t n = ::recv(fd_, recv_buffer_.data(), recv_buffer_.size(), 0);
+  char* buffer = recv_buffer(read_chunk_size_);
+  ssize_t n = ::recv(fd_, buffer, read_chunk_size_, 0);
   if (n < 0) {
     // EINTR: tried again later (course hygiene, automatic since PEP 475); Tornado closed.
     if (would_block(errno) || errno == EINTR) return 0;
@@ -365,7 +375,7 @@ std::size_t IOStream::read_from_socket_(std::string& chunk) {
     close();
     return 0;
   }
-  chunk.assign(recv_buffer_.data(), static_cast<std::size_t>(n));
+  chunk.assign(buffer, static_cast<std::size_t>(n));
   return chunk.size();
 }
 
