@@ -32,8 +32,8 @@ MUTANTS = [
         "file": "common/app.cc",
         "find": 'if (request.method != "HEAD" && !separate) response += body;',
         "replace": "if (!separate) response += body;",
-        "targets": ["stage2-blackbox"],
-        "tests": r"^stage2/blackbox/HEAD",
+        "targets": ["stage1-blackbox"],
+        "tests": r"^stage1/blackbox/HEAD",
     },
     {
         "name": "prefork-child-crashes-on-bad-request",
@@ -58,12 +58,12 @@ MUTANTS = [
     },
     {
         "name": "merge-prefix-drops-a-byte",
-        "what": "stage2's merge_prefix loses the first byte of a split chunk's tail",
-        "file": "stage2-v2.0/iostream.cc",
+        "what": "stage3's merge_prefix loses the first byte of a split chunk's tail",
+        "file": "stage3-configurable/iostream.cc",
         "find": "      deque.push_front(chunk.substr(remaining));\n",
         "replace": "      deque.push_front(chunk.substr(remaining + 1));\n",
-        "targets": ["stage2-unit"],
-        "tests": r"^stage2/unit/(merge_prefix|IOStream)",
+        "targets": ["stage3-unit"],
+        "tests": r"^stage3/unit/(merge_prefix|IOStream)",
     },
     {
         "name": "backlog-128",
@@ -99,7 +99,7 @@ MUTANTS = [
         "find": 'LOG_INFO("%d %s %s (%s) %.2fms", status, request.method.c_str(), request.uri.c_str(),\n'
                 "           request.remote_ip.c_str(),",
         "replace": 'LOG_INFO("%d %s %s %.2fms", status, request.method.c_str(), request.uri.c_str(),',
-        "targets": ["stage2-blackbox"],
-        "tests": r"^stage2/blackbox/the access log",
+        "targets": ["stage1-blackbox"],
+        "tests": r"^stage1/blackbox/the access log",
     },
 ]

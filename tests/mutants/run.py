@@ -7,7 +7,7 @@ tests of every mutant first run on the unmutated copy and must pass there; then,
 a time, the snippet is replaced, only the mutant's targets are rebuilt, its tests run, and the
 file is put back. A mutant whose tests still pass is "missed": a missing test.
 
-  run.py [--only NAME[,NAME...]] [--list] [--jobs N]
+  run.py [--only NAME[,NAME...]] [--list] [--jobs N] [--reuse-copy]
 
 Exit status: 0 when every mutant is caught, 1 when one is missed or fails to build, 2 when a
 snippet is not found or the unmutated tests fail.
@@ -85,6 +85,8 @@ def main():
     parser.add_argument("--only", help="comma-separated mutant names")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--reuse-copy", action="store_true",
+                        help="keep build/mutants/src as it is instead of copying the tree again")
     args = parser.parse_args()
 
     mutants = MUTANTS
@@ -101,7 +103,8 @@ def main():
 
     started = time.monotonic()
     os.makedirs(WORK, exist_ok=True)
-    copy_tree()
+    if not (args.reuse_copy and os.path.isdir(SRC)):
+        copy_tree()
     check_snippets(mutants)
     launcher = ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"] if shutil.which("ccache") else []
     log = os.path.join(WORK, "configure.log")
