@@ -9,6 +9,7 @@
 #   make serve STAGE=...  build and start one stage's server (PORT=8888 by default)
 #   make bench-quick      the per-stage benchmark, quick (about a minute); make bench: full
 #   make deps-peers       also install the benchmark's peers: real Tornado and nginx
+#   make mutants          break the code on purpose, one mutant at a time; each must be caught
 #   make docs             build the course site (build/docs/index.html) and check its links
 #   make diff FROM=stage1-v1.0 TO=stage2-v2.0   a stage diff in the terminal
 #   make format           clang-format every source file
@@ -33,6 +34,7 @@ stage_prefix = $(firstword $(subst -, ,$(1)))
 # The benchmark (make bench, make bench-quick) and the documentation site (make docs,
 # make diff): each in its own fragment, with its own packages.
 include tests/bench/bench.mk
+include tests/mutants/mutants.mk
 include docs/docs.mk
 
 # Debian packages, by what they are for.

@@ -160,10 +160,29 @@ TEST_CASE("POST /request reports multipart fields and files") {
 
 TEST_CASE("GET /delay/MS answers from a timeout and refuses more than 60000") {
   ServerProcess server;
-  auto r = get(server.port(), "/delay/20");
+  // The answer comes no sooner than MS after the request left (a lower bound: nothing here
+  // depends on how fast the machine is).
+  const auto sent = Clock::now();
+  auto r = get(server.port(), "/delay/200");
+  const auto waited = std::chrono::duration_cast<milliseconds>(Clock::now() - sent);
   CHECK_EQ(r.status, 200);
-  CHECK_EQ(r.body, "waited 20 ms");
+  CHECK_EQ(r.body, "waited 200 ms");
+  CHECK_MESSAGE(waited >= milliseconds(200), "answered after " << waited.count() << " ms");
   CHECK_EQ(get(server.port(), "/delay/60001").status, 400);
+  CHECK_SERVER_ALIVE(server);
+}
+
+TEST_CASE("GET /delay/MS keeps serving other clients while it waits") {
+  ServerProcess server;
+  // A minute-long wait is in progress; another client asks for / meanwhile. The loop is not
+  // blocked by the wait, so / is answered while the first request is still unanswered.
+  Connection waiting(server.port());
+  waiting.send(request("GET", "/delay/60000"));
+  const auto other = get(server.port(), "/");
+  CHECK_EQ(other.status, 200);
+  CHECK_EQ(other.body, "Hello, world");
+  CHECK_MESSAGE(waiting.stays_open(milliseconds(0)), "/delay/60000 answered before its time");
+  waiting.close();
   CHECK_SERVER_ALIVE(server);
 }
 
@@ -202,7 +221,6 @@ TEST_CASE("HEAD on GET routes has GET's status and headers and no body") {
     CHECK_EQ(head.status, full.status);
     CHECK_EQ(head.header("Content-Length"), full.header("Content-Length"));
     CHECK_EQ(head.header("Content-Type"), full.header("Content-Type"));
-    CHECK_EQ(head.body, "");
     c.send(request("GET", "/"));
     CHECK_EQ(c.read_response().body, "Hello, world");
   }

@@ -21,15 +21,130 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
 
+#include "proc_syscall.h"
+
 namespace blackbox {
+
+// What the last few connections sent and received, for the message of a failed check. Each
+// Connection appends to its own transcript; only the newest kTranscriptsKept are kept, each
+// cut at kTranscriptBytes per direction.
+struct Transcript {
+  int port = 0;
+  std::string sent;
+  std::string received;
+  std::size_t sent_total = 0;
+  std::size_t received_total = 0;
+};
+
 namespace {
+constexpr std::size_t kTranscriptsKept = 3;
+constexpr std::size_t kTranscriptBytes = 2048;
+std::mutex g_transcripts_mutex;
+std::deque<std::shared_ptr<Transcript>> g_transcripts;  // Newest last.
+bool g_transcripts_shown = false;                       // Since the last change.
+
+std::shared_ptr<Transcript> new_transcript(int port) {
+  auto t = std::make_shared<Transcript>();
+  t->port = port;
+  std::lock_guard lock(g_transcripts_mutex);
+  g_transcripts.push_back(t);
+  if (g_transcripts.size() > kTranscriptsKept) g_transcripts.pop_front();
+  g_transcripts_shown = false;
+  return t;
+}
+
+void record(const std::shared_ptr<Transcript>& t, bool sent, std::string_view bytes) {
+  if (!t) return;
+  std::lock_guard lock(g_transcripts_mutex);
+  std::string& kept = sent ? t->sent : t->received;
+  (sent ? t->sent_total : t->received_total) += bytes.size();
+  kept.append(bytes.substr(0, kTranscriptBytes - std::min(kTranscriptBytes, kept.size())));
+  g_transcripts_shown = false;
+}
+
+// Bytes as a C-like literal, one line per CRLF- or LF-ended line.
+std::string escaped(std::string_view bytes) {
+  std::string out = "    \"";
+  for (unsigned char c : bytes) {
+    if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\n') {
+      out += "\\n\"\n    \"";
+    } else if (c == '\\' || c == '"') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out + "\"";
+}
+
+std::string describe_transcripts() {
+  std::lock_guard lock(g_transcripts_mutex);
+  std::string out;
+  for (auto it = g_transcripts.rbegin(); it != g_transcripts.rend(); ++it) {
+    const Transcript& t = **it;
+    out += it == g_transcripts.rbegin() ? "last connection" : "connection before";
+    out += " to 127.0.0.1:" + std::to_string(t.port) + "\n  sent (" + std::to_string(t.sent_total) +
+           " bytes" +
+           (t.sent_total > t.sent.size() ? ", first " + std::to_string(t.sent.size()) : "") +
+           "):\n" + escaped(t.sent) + "\n  received (" + std::to_string(t.received_total) +
+           " bytes" +
+           (t.received_total > t.received.size() ? ", first " + std::to_string(t.received.size())
+                                                 : "") +
+           "):\n" + escaped(t.received) + "\n";
+  }
+  return out;
+}
+
+// A doctest listener: after a failed check or an exception, prints the raw bytes of the last
+// connections (once until they change), so the message shows the request and the answer.
+struct TranscriptListener : doctest::IReporter {
+  explicit TranscriptListener(const doctest::ContextOptions&) {}
+  void show() {
+    std::string text;
+    {
+      std::lock_guard lock(g_transcripts_mutex);
+      if (g_transcripts_shown || g_transcripts.empty()) return;
+      g_transcripts_shown = true;
+    }
+    std::cout << "Raw bytes of the test's connections:\n" << describe_transcripts() << std::flush;
+  }
+  void log_assert(const doctest::AssertData& data) override {
+    if (data.m_failed) show();
+  }
+  void test_case_exception(const doctest::TestCaseException&) override { show(); }
+  void test_case_start(const doctest::TestCaseData&) override {
+    std::lock_guard lock(g_transcripts_mutex);
+    g_transcripts.clear();
+  }
+  void report_query(const doctest::QueryData&) override {}
+  void test_run_start() override {}
+  void test_run_end(const doctest::TestRunStats&) override {}
+  void test_case_reenter(const doctest::TestCaseData&) override {}
+  void test_case_end(const doctest::CurrentTestCaseStats&) override {}
+  void subcase_start(const doctest::SubcaseSignature&) override {}
+  void subcase_end() override {}
+  void log_message(const doctest::MessageData&) override {}
+  void test_case_skipped(const doctest::TestCaseData&) override {}
+};
+REGISTER_LISTENER("transcripts", 1, TranscriptListener);
 
 [[noreturn]] void throw_errno(const std::string& what) {
   throw std::system_error(errno, std::generic_category(), what);
@@ -88,8 +203,8 @@ std::string temp_path(std::string_view contents) {
   return path;
 }
 
-#ifdef TORNADO_NGINX
-// A TCP port on 127.0.0.1 that nobody listens on right now.
+}  // namespace
+
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw_errno("socket");
@@ -107,7 +222,8 @@ int free_port() {
   ::close(fd);
   return ntohs(addr.sin_port);
 }
-#endif
+
+namespace {
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -138,6 +254,7 @@ std::vector<char*> c_argv(std::vector<std::string>& args) {
 }
 
 bool on_path(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
   const char* path = std::getenv("PATH");
   std::istringstream dirs(path ? path : "");
   for (std::string dir; std::getline(dirs, dir, ':');) {
@@ -232,14 +349,15 @@ std::string mode_name() {
 // ---------------------------------------------------------------------------------------------
 // ServerProcess
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit) {
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit, bool quiet) {
   stderr_path_ = temp_path("");
   int out[2];
   if (::pipe2(out, O_CLOEXEC) < 0) throw_errno("pipe2");
   int err_fd = ::open(stderr_path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (err_fd < 0) throw_errno("open " + stderr_path_);
 
-  std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0", "--quiet"};
+  std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0"};
+  if (quiet) args.push_back("--quiet");
   auto mode = mode_args();
   args.insert(args.end(), mode.begin(), mode.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
@@ -274,7 +392,7 @@ ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_li
 
 void ServerProcess::wait_ready_() {
   // The readiness line: read byte by byte so nothing after it is consumed by mistake.
-  const std::string prefix = "listening on http://127.0.0.1:";
+  const std::string prefix = "listening on http://";
   std::string line;
   auto deadline = Clock::now() + kHangGuard;
   for (;;) {
@@ -297,13 +415,30 @@ void ServerProcess::wait_ready_() {
     line += c;
   }
   int port = 0;
-  auto digits = std::string_view(line).substr(std::min(line.size(), prefix.size()));
+  const auto colon = line.rfind(':');
+  auto digits = std::string_view(line).substr(colon == std::string::npos ? line.size() : colon + 1);
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-  if (line.rfind(prefix, 0) != 0 || ec != std::errc() || end != digits.data() + digits.size() ||
-      port <= 0 || port > 65535) {
+  if (line.rfind(prefix, 0) != 0 || colon <= prefix.size() || ec != std::errc() ||
+      end != digits.data() + digits.size() || port <= 0 || port > 65535) {
     throw std::runtime_error("unexpected readiness line: \"" + line + "\"");
   }
   port_ = port;
+  ready_line_ = line;
+}
+
+std::string ServerProcess::stdout_after_ready() {
+  std::string rest;
+  auto deadline = Clock::now() + kHangGuard;
+  for (;;) {
+    if (wait_for(stdout_fd_, POLLIN, deadline) == 0) {
+      throw std::runtime_error("stdout still open after the hang guard; so far: \"" + rest + "\"");
+    }
+    char chunk[4096];
+    ssize_t n = ::read(stdout_fd_, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return rest;
+    rest.append(chunk, static_cast<std::size_t>(n));
+  }
 }
 
 void ServerProcess::wait_children_(std::size_t expected) {
@@ -501,25 +636,39 @@ std::string to_string(Ending ending) {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(int port) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+Connection::Connection(int port, const std::string& address) : transcript_(new_transcript(port)) {
+  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd_ < 0) throw_errno("socket");
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // A blocking connect to loopback completes in the kernel (the listen backlog), so it cannot
-  // hang on a busy server; only a dead server makes it fail.
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
-    int e = errno;
+  if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1) {
     ::close(fd_);
     fd_ = -1;
-    errno = e;
-    throw_errno("connect to 127.0.0.1:" + std::to_string(port));
+    throw std::invalid_argument("not an IPv4 address: " + address);
+  }
+  // Non-blocking, with the hang guard: a full listen backlog makes the kernel drop the SYN and
+  // retry it, and a blocking connect() would wait for that without a deadline.
+  int error = 0;
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    error = errno;
+    if (error == EINPROGRESS) {
+      if (wait_for(fd_, POLLOUT, Clock::now() + kHangGuard) == 0) {
+        error = ETIMEDOUT;
+      } else {
+        socklen_t len = sizeof error;
+        if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len) < 0) error = errno;
+      }
+    }
+  }
+  if (error != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    errno = error;
+    throw_errno("connect to " + address + ":" + std::to_string(port));
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
 }
 
 Connection::~Connection() {
@@ -527,7 +676,9 @@ Connection::~Connection() {
 }
 
 Connection::Connection(Connection&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), buffer_(std::move(other.buffer_)) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      buffer_(std::move(other.buffer_)),
+      transcript_(std::move(other.transcript_)) {}
 
 void Connection::close() {
   if (fd_ >= 0) ::close(fd_);
@@ -545,6 +696,7 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
     // MSG_NOSIGNAL: a server that closed early must fail the send, not kill the test process.
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
+      record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
       bytes.remove_prefix(static_cast<std::size_t>(n));
     } else if (errno == EAGAIN || errno == EINTR) {
       if (wait_for(fd_, POLLOUT, deadline) == 0) {
@@ -559,6 +711,7 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
 
 std::size_t Connection::try_send(std::string_view bytes) {
   ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  if (n > 0) record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
   if (n >= 0) return static_cast<std::size_t>(n);
   if (errno == EAGAIN || errno == EINTR) return 0;
   throw_errno("send");
@@ -570,6 +723,7 @@ bool Connection::fill_(Clock::time_point deadline) {
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n > 0) {
       buffer_.append(chunk, static_cast<std::size_t>(n));
+      record(transcript_, false, std::string_view(chunk, static_cast<std::size_t>(n)));
       return true;
     }
     if (n == 0) return false;
@@ -621,6 +775,7 @@ Ending Connection::wait_close(milliseconds guard) {
     if (n == 0) return Ending::kEof;
     if (n > 0) {
       buffer_.push_back(c);
+      record(transcript_, false, std::string_view(&c, 1));
       return Ending::kData;
     }
     if (errno == ECONNRESET) return Ending::kReset;
@@ -733,6 +888,21 @@ milliseconds tree_cpu_time(pid_t root) {
   return total;
 }
 
+std::size_t tree_open_fds(pid_t root) {
+  std::size_t total = 0;
+  for (pid_t pid : process_tree(root)) {
+    std::error_code error;
+    for (std::filesystem::directory_iterator it("/proc/" + std::to_string(pid) + "/fd", error), end;
+         !error && it != end; it.increment(error))
+      ++total;
+  }
+  return total;
+}
+
+bool sleeps_in_poll(pid_t pid) {
+  return tests::blocked_in_poll("/proc/" + std::to_string(pid) + "/syscall");
+}
+
 long nofile_limit_of(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
   const std::string prefix = "Max open files";
@@ -772,6 +942,76 @@ std::vector<pid_t> process_tree(pid_t root) {
 bool process_running(pid_t pid) {
   auto stat = proc_stat(pid);
   return stat && !has_exited(*stat);
+}
+
+bool process_stopped(pid_t pid) {
+  auto stat = proc_stat(pid);
+  return stat && stat->state == 'T';
+}
+
+StoppedProcesses::StoppedProcesses(std::vector<pid_t> pids) : pids_(std::move(pids)) {
+  for (pid_t pid : pids_) {
+    if (::kill(pid, SIGSTOP) < 0) throw_errno("kill SIGSTOP " + std::to_string(pid));
+  }
+  // kill() returns before the signal is acted on: wait for the kernel to report each stop.
+  bool stopped =
+      poll_until([&] { return std::all_of(pids_.begin(), pids_.end(), process_stopped); });
+  if (!stopped) {
+    for (pid_t pid : pids_)
+      ::kill(pid, SIGCONT);
+    throw std::runtime_error("SIGSTOP: a process did not stop within the hang guard");
+  }
+}
+
+StoppedProcesses::~StoppedProcesses() {
+  for (pid_t pid : pids_)
+    ::kill(pid, SIGCONT);
+  poll_until([&] { return std::none_of(pids_.begin(), pids_.end(), process_stopped); });
+}
+
+std::string pid_answered_by(const ServerProcess& server, pid_t child) {
+  std::vector<pid_t> others;
+  for (pid_t pid : children_of(server.pid())) {
+    if (pid != child) others.push_back(pid);
+  }
+  StoppedProcesses held(others);
+  Response r = get(server.port(), "/pid");
+  if (r.status != 200) {
+    throw std::runtime_error("GET /pid answered " + std::to_string(r.status) + ": " + r.body);
+  }
+  return r.body;
+}
+
+std::optional<std::string> liveness_problem(ServerProcess& server) {
+  auto look = [&]() -> std::optional<std::string> {
+    if (auto ended = server.exited()) return "server died: " + *ended;
+    if (auto lost = server.lost_children()) return "server child died: " + *lost;
+    return std::nullopt;
+  };
+  if (auto problem = look()) return problem;
+  const auto children = server.children();
+  std::vector<pid_t> serving = children.empty() ? std::vector<pid_t>{server.pid()} : children;
+  for (pid_t pid : serving) {
+    const std::string who = children.empty() ? "the server" : "child " + std::to_string(pid);
+    try {
+      std::optional<StoppedProcesses> others;
+      if (!children.empty()) {
+        std::vector<pid_t> rest;
+        for (pid_t other : children_of(server.pid())) {
+          if (other != pid) rest.push_back(other);
+        }
+        others.emplace(rest);
+      }
+      Response r = get(server.port(), "/");
+      if (r.status != 200 || r.body != "Hello, world") {
+        return "GET / answered by " + who + ": " + std::to_string(r.status) + " \"" + r.body + "\"";
+      }
+    } catch (const std::exception& e) {
+      if (auto problem = look()) return problem;
+      return "GET / to " + who + " failed: " + e.what();
+    }
+  }
+  return look();
 }
 
 bool poll_until(const std::function<bool()>& condition, milliseconds guard) {
@@ -830,8 +1070,12 @@ int run_program(const std::vector<std::string>& argv_in, const std::string& stdo
   return status;
 }
 
-#ifdef TORNADO_NGINX
+bool nginx_available() {
+  return TORNADO_NGINX[0] != '\0';
+}
+
 NginxProxy::NginxProxy(int upstream_port, const std::string& location_lines) {
+  if (!nginx_available()) throw std::runtime_error("nginx was not found at configure time");
   std::string dir = "/tmp/tornado-nginx-XXXXXX";
   if (!::mkdtemp(dir.data())) throw_errno("mkdtemp");
   prefix_ = dir;
@@ -923,7 +1167,6 @@ void NginxProxy::stop_() {
   }
   pid_ = -1;
 }
-#endif
 
 TempFile::TempFile(std::string_view contents) : path_(temp_path(contents)) {}
 TempFile::~TempFile() {

@@ -2,7 +2,8 @@
 // epoll holds 10,000 concurrent keep-alive connections; select() cannot describe an fd at or
 // above FD_SETSIZE, so the server must refuse such a connection cleanly and keep serving the
 // others. Each case names its backend and --processes 1 itself, so it means the same thing in
-// every mode of the suite (explicit arguments win over TORNADO_SERVER_ARGS).
+// every mode of the suite (explicit arguments win over TORNADO_SERVER_ARGS); the modes would
+// only run it again identically and leave it out (test suite "pins-every-mode").
 #include <doctest/doctest.h>
 
 #include "harness.h"
@@ -87,16 +88,16 @@ std::string describe_errno(const char* what, int error) {
 
 }  // namespace
 
-TEST_CASE("scale: epoll holds 10000 concurrent keep-alive connections and answers each once") {
+TEST_CASE("scale: epoll holds 10000 concurrent keep-alive connections and answers each once" *
+          doctest::test_suite("pins-every-mode")) {
   constexpr std::size_t kConnections = 10000;
   // Connections started but not yet answered: kept below the server's listen backlog (1024),
   // so that no SYN is dropped and retried a second later.
   constexpr std::size_t kWindow = 400;
   const long hard = hard_nofile_limit();
   if (!limit_at_least(hard, static_cast<long>(kConnections) + 100)) {
-    MESSAGE("skipped: the hard RLIMIT_NOFILE is " << hard << ", below the " << kConnections + 100
-                                                  << " descriptors each side needs");
-    return;
+    TORNADO_SKIP("the hard RLIMIT_NOFILE is " << hard << ", below the " << kConnections + 100
+                                              << " descriptors each side needs");
   }
   raise_nofile_limit();  // The server inherits it and raises its own soft limit too.
   ServerProcess server({"--ioloop", "epoll", "--processes", "1"});
@@ -251,12 +252,12 @@ TEST_CASE("scale: epoll holds 10000 concurrent keep-alive connections and answer
 }
 
 TEST_CASE(
-    "scale: select refuses the connection past FD_SETSIZE cleanly and the others keep working") {
+    "scale: select refuses the connection past FD_SETSIZE cleanly and the others keep working" *
+    doctest::test_suite("pins-every-mode")) {
   const long hard = hard_nofile_limit();
   if (!limit_at_least(hard, FD_SETSIZE + 64)) {
-    MESSAGE("skipped: the hard RLIMIT_NOFILE is " << hard << ", too low to pass FD_SETSIZE ("
-                                                  << FD_SETSIZE << ")");
-    return;
+    TORNADO_SKIP("the hard RLIMIT_NOFILE is " << hard << ", too low to pass FD_SETSIZE ("
+                                              << FD_SETSIZE << ")");
   }
   raise_nofile_limit();
   ServerProcess server({"--ioloop", "select", "--processes", "1"});

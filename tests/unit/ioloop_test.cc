@@ -5,14 +5,17 @@
 #include <sys/select.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "loop_support.h"
+#include "skip.h"
 #include "socket_support.h"
 
 namespace {
@@ -212,9 +215,16 @@ TEST_CASE("IOLoop: remove_callback drops a callback that has not run") {
 TEST_CASE("IOLoop: an exception thrown by a callback is logged and the loop keeps running") {
   auto loop = unit::make_loop();
   bool later_ran = false;
-  loop->add_callback([] { throw std::runtime_error("callback failure (expected by the test)"); });
-  loop->add_callback([&] { loop->add_callback([&] { later_ran = true; }); });
-  CHECK(run_until(*loop, [&] { return later_ran; }));
+  std::string logged;
+  {
+    unit::StderrCapture capture;
+    loop->add_callback([] { throw std::runtime_error("callback failure (expected by the test)"); });
+    loop->add_callback([&] { loop->add_callback([&] { later_ran = true; }); });
+    CHECK(run_until(*loop, [&] { return later_ran; }));
+    logged = capture.text();
+  }
+  INFO("logged: " << logged);
+  CHECK_NE(logged.find("callback failure (expected by the test)"), std::string::npos);
 }
 
 TEST_CASE("IOLoop: an exception thrown by a handler is logged and the loop keeps running") {
@@ -231,8 +241,15 @@ TEST_CASE("IOLoop: an exception thrown by a handler is logged and the loop keeps
         throw std::runtime_error("handler failure (expected by the test)");
       },
       IOLoop::READ);
-  CHECK(run_until(*loop, [&] { return calls >= 2; }));
+  std::string logged;
+  {
+    unit::StderrCapture capture;
+    CHECK(run_until(*loop, [&] { return calls >= 2; }));
+    logged = capture.text();
+  }
   loop->remove_handler(a.get());
+  INFO("logged: " << logged);
+  CHECK_NE(logged.find("handler failure (expected by the test)"), std::string::npos);
 }
 
 TEST_CASE("IOLoop: stop from a callback ends start") {
@@ -362,6 +379,70 @@ TEST_CASE("IOLoop: a due timeout added by a timeout callback runs in the same pa
   CHECK_EQ(inner_at, outer_at);
 }
 
+#if !TORNADO_HAS_CONFIGURABLE
+namespace {
+
+// The default poller, except that any wait the loop asks for lasts up to kWait: the 0.2 s cap
+// of stages 0-2 would otherwise end the wait and run a callback whose wake-up never came. It
+// records how many ready fds each poll reported. kWait is a hang guard from stage1 on; stage0's
+// waker never fires, so there it is how long its poll sleeps.
+constexpr double kWait = TORNADO_STAGE >= 1 ? 10.0 : 1.0;
+
+class UncappedPoller final : public tornado::Poller {
+ public:
+  void register_fd(int fd, std::uint32_t events) override { inner_->register_fd(fd, events); }
+  void modify(int fd, std::uint32_t events) override { inner_->modify(fd, events); }
+  void unregister(int fd) override { inner_->unregister(fd); }
+  EventPairs poll(double timeout) override {
+    EventPairs ready = inner_->poll(timeout > 0 ? kWait : 0.0);
+    last_ready = ready.size();
+    return ready;
+  }
+  std::size_t last_ready = 0;  // Touched by the loop thread only.
+
+ private:
+  std::unique_ptr<tornado::Poller> inner_ = tornado::default_poller();
+};
+
+}  // namespace
+
+TEST_CASE("IOLoop: add_callback from another thread wakes a loop sleeping in poll") {
+  // The loop sleeps in poll (nothing is due: the hang guard's timeout is 20 s away) when
+  // another thread adds a callback. The waker pipe must end that poll: the poll reports a
+  // ready fd, the waker's read end, the only fd registered. 1.0 fixed the 2009 waker, which
+  // was registered for WRITE, an event a pipe's read end never reports.
+  auto owned = std::make_unique<UncappedPoller>();
+  UncappedPoller& poller = *owned;
+  IOLoop loop(std::move(owned));
+  unit::StopGuard guard(loop, 20);
+  const pid_t loop_thread = unit::this_thread_id();
+  std::atomic<bool> in_poll{false};
+  std::size_t ready_before_callback = 0;
+  bool ran = false;
+  std::thread other([&] {
+    in_poll = unit::wait_in_poll(loop_thread);
+    loop.add_callback([&] {
+      ran = true;
+      ready_before_callback = poller.last_ready;
+      loop.stop();
+    });
+  });
+  loop.start();
+  other.join();
+  REQUIRE_MESSAGE(in_poll.load(), "the loop thread was never seen inside its poll");
+  REQUIRE(ran);
+#if TORNADO_STAGE >= 1
+  CHECK_FALSE(guard.fired());
+  CHECK_MESSAGE(ready_before_callback == 1, "the poll before the callback reported "
+                                                << ready_before_callback << " ready fd(s)");
+#else
+  // The 2009 waker watched the pipe for WRITE: the poll reported nothing and ended only when
+  // its wait ran out; the callback ran after that.
+  CHECK_EQ(ready_before_callback, 0u);
+#endif
+}
+#endif  // !TORNADO_HAS_CONFIGURABLE
+
 TEST_CASE("IOLoop: instance returns the same loop every time") {
   IOLoop& first = unit::global_loop();
   IOLoop& second = unit::global_loop();
@@ -376,8 +457,7 @@ TEST_CASE("IOLoop: select refuses an fd at or above FD_SETSIZE") {
   bool raised = false;
   if (old_limit.rlim_cur != RLIM_INFINITY && old_limit.rlim_cur < needed) {
     if (old_limit.rlim_max != RLIM_INFINITY && old_limit.rlim_max < needed) {
-      MESSAGE("RLIMIT_NOFILE hard limit below FD_SETSIZE + 1; nothing to test");
-      return;
+      TORNADO_SKIP("the hard RLIMIT_NOFILE is below FD_SETSIZE + 1");
     }
     rlimit new_limit = old_limit;
     new_limit.rlim_cur = needed;

@@ -5,11 +5,17 @@
 // (a loop created through a factory, renamed pollers, another clock) edits only this file.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <utility>
+
+#include <doctest/doctest.h>
+#include <unistd.h>
 
 #include "httpserver.h"
 #include "ioloop.h"
@@ -54,6 +60,87 @@ inline tornado::IOLoop& global_loop() {
 inline double loop_time(tornado::IOLoop& loop) {
   return loop.time();
 }
+
+/// A loop clock the test moves forward: the wall clock plus an offset that advance() raises,
+/// so a test makes a schedule come due without waiting for it, while real time (and with it
+/// every hang guard) keeps running. Stages 0-2 read it process-wide through
+/// IOLoop::set_time_func, a course test hook, for as long as the SteppedClock exists; 3.0 gives
+/// it to the loop make_loop() builds, as its time_func.
+class SteppedClock {
+ public:
+  SteppedClock() {
+#if !TORNADO_HAS_CONFIGURABLE
+    tornado::IOLoop::set_time_func(clock_());
+#endif
+  }
+  ~SteppedClock() {
+#if !TORNADO_HAS_CONFIGURABLE
+    tornado::IOLoop::set_time_func(nullptr);
+#endif
+  }
+  SteppedClock(const SteppedClock&) = delete;
+  SteppedClock& operator=(const SteppedClock&) = delete;
+
+  double now() const {
+    return clock_()();
+  }
+  void advance(double seconds) {
+    *offset_ += seconds;
+  }
+
+  /// A private loop (as unit::make_loop()) whose time() is this clock.
+  std::unique_ptr<tornado::IOLoop> make_loop() const {
+#if TORNADO_HAS_CONFIGURABLE
+    const char* env = std::getenv("TORNADO_IOLOOP");
+    const std::string name = env ? env : tornado::IOLoop::configured_class();
+    tornado::IOLoop::configure(name, {.time_func = clock_()});
+    auto loop = tornado::IOLoop::create();
+    tornado::IOLoop::configure(name);
+    return loop;
+#else
+    return std::make_unique<tornado::IOLoop>();
+#endif
+  }
+
+ private:
+  std::function<double()> clock_() const {
+    return [offset = offset_] {
+      using namespace std::chrono;
+      return duration<double>(system_clock::now().time_since_epoch()).count() + *offset;
+    };
+  }
+  std::shared_ptr<double> offset_ = std::make_shared<double>(0.0);
+};
+
+/// Sends this process's stderr to a temporary file while it exists, to read what was logged.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    int fd = ::mkstemp(path_.data());
+    REQUIRE(fd >= 0);
+    saved_ = ::dup(STDERR_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  ~StderrCapture() {
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    ::unlink(path_.c_str());
+  }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+
+  std::string text() const {
+    std::ifstream in(path_);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+  }
+
+ private:
+  std::string path_ = "/tmp/tornado-unit-stderr-XXXXXX";
+  int saved_ = -1;
+};
 
 /// What add_timeout() returns.
 using TimeoutHandle = tornado::IOLoop::TimeoutHandle;

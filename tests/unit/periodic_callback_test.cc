@@ -34,36 +34,6 @@ bool run_periods(IOLoop& loop, int periods) {
   return run_until(loop, [&] { return *fired; });
 }
 
-// Sends this process's stderr to a temporary file while it exists, to read what was logged.
-class StderrCapture {
- public:
-  StderrCapture() {
-    int fd = ::mkstemp(path_.data());
-    REQUIRE(fd >= 0);
-    saved_ = ::dup(STDERR_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    ::close(fd);
-  }
-  ~StderrCapture() {
-    ::dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-    ::unlink(path_.c_str());
-  }
-  StderrCapture(const StderrCapture&) = delete;
-  StderrCapture& operator=(const StderrCapture&) = delete;
-
-  std::string text() const {
-    std::ifstream in(path_);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-  }
-
- private:
-  std::string path_ = "/tmp/tornado-unit-stderr-XXXXXX";
-  int saved_ = -1;
-};
-
 // A fresh loop and a PeriodicCallback on it that counts its runs, not started yet.
 struct CountingPeriodic {
   std::unique_ptr<tornado::IOLoop> loop = unit::make_loop();
@@ -114,7 +84,7 @@ TEST_CASE("PeriodicCallback: an exception in the callback is logged and the sche
       kPeriodMs, loop.get());
   std::string logged;
   {
-    StderrCapture capture;
+    unit::StderrCapture capture;
     periodic.start();
     CHECK(run_until(*loop, [&] { return runs >= 2; }));
     logged = capture.text();
@@ -153,6 +123,52 @@ TEST_CASE("PeriodicCallback: destroying a started one stops it safely") {
   }
   REQUIRE(run_periods(*loop, 5));
   CHECK_EQ(runs, at_destruction);
+}
+
+namespace {
+
+// A counting PeriodicCallback with a 100 s period on a loop whose clock the test steps
+// (unit::SteppedClock), never waits for: the real time that passes meanwhile (milliseconds)
+// cannot move a run across any of the points the tests step to.
+struct SteppedPeriodic {
+  static constexpr double kPeriod = 100;
+  unit::SteppedClock clock;
+  std::unique_ptr<tornado::IOLoop> loop = clock.make_loop();
+  int runs = 0;
+  PeriodicCallback periodic{[this] { ++runs; }, kPeriod * 1000, loop.get()};
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(SteppedPeriodic,
+                  "PeriodicCallback: a late run books the next one by the version's schedule") {
+  periodic.start();  // First run due one period from now, t = 100.
+  clock.advance(1.5 * kPeriod);
+  REQUIRE(unit::run_until(*loop, [&] { return runs == 1; }));  // Ran late, at t = 150.
+  clock.advance(0.75 * kPeriod);                               // t = 225
+  unit::run_iterations(*loop, 3);
+#if TORNADO_HAS_CONFIGURABLE
+  // 3.0 keeps to the grid start + k * period: the next run was due at t = 200, and has run.
+  CHECK_EQ(runs, 2);
+  periodic.stop();
+#else
+  // 1.0 and 2.0 book "now + period" after each run: the next one is due at t = 250, so the
+  // lateness carried over (the drift 3.0 removed).
+  CHECK_EQ(runs, 1);
+  clock.advance(0.5 * kPeriod);  // t = 275
+  REQUIRE(unit::run_until(*loop, [&] { return runs == 2; }));
+  periodic.stop();
+#endif
+}
+
+TEST_CASE_FIXTURE(SteppedPeriodic,
+                  "PeriodicCallback: runs missed by a long stall are skipped, not run in a burst") {
+  periodic.start();
+  clock.advance(5.5 * kPeriod);  // Five periods pass at once.
+  REQUIRE(unit::run_until(*loop, [&] { return runs == 1; }));
+  unit::run_iterations(*loop, 3);
+  CHECK_EQ(runs, 1);  // Both schedules book one run in the future, never the missed ones.
+  periodic.stop();
 }
 
 #if TORNADO_STAGE == 1

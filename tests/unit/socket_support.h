@@ -7,19 +7,23 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "ioloop.h"
 #include "iostream.h"
 #include "loop_support.h"
+#include "proc_syscall.h"
 
 namespace unit {
 
@@ -274,5 +278,28 @@ struct StreamPair {
     stream.set_close_callback([this] { ++close_calls; });
   }
 };
+
+/// This thread's kernel id, for in_poll().
+inline pid_t this_thread_id() {
+  return static_cast<pid_t>(::syscall(SYS_gettid));
+}
+
+/// True if thread `tid` of this process is blocked inside a poll-family system call now, as
+/// /proc/self/task/TID/syscall reports (its first field is the number of the call the thread
+/// is blocked in, or "running").
+inline bool in_poll(pid_t tid) {
+  return tests::blocked_in_poll("/proc/self/task/" + std::to_string(tid) + "/syscall");
+}
+
+/// Waits until thread `tid` sleeps in a poll-family call (in_poll()), checking every
+/// millisecond; false if it does not within `guard`, a hang guard.
+inline bool wait_in_poll(pid_t tid, std::chrono::milliseconds guard = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + guard;
+  while (!in_poll(tid)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 }  // namespace unit

@@ -17,6 +17,7 @@
 #include "concurrent.h"
 #include "ioloop.h"
 #include "loop_support.h"
+#include "socket_support.h"
 #include "util.h"
 
 using tornado::IOLoop;
@@ -87,11 +88,13 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a sleeping loop") {
   // Nothing is due for an hour: without a working wake-up the loop would sleep in poll() for
   // the whole 3600 s cap. The 10 s timeout is only a hang guard.
   std::atomic<bool> woken{false};
+  std::atomic<bool> in_poll{false};
   unit::StopGuard guard(*loop, 10);
+  const pid_t loop_thread = unit::this_thread_id();
   std::thread other([&] {
-    // Wait until the loop runs, so the callback really arrives at a sleeping loop.
-    while (!loop->running())
-      std::this_thread::yield();
+    // Wait until the loop thread sleeps in its poll, so the callback really arrives at a
+    // sleeping loop: one added before the loop computed its wait would make that wait zero.
+    in_poll = unit::wait_in_poll(loop_thread);
     loop->add_callback([&] {
       woken = true;
       loop->stop();
@@ -99,6 +102,7 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a sleeping loop") {
   });
   loop->start();
   other.join();
+  REQUIRE_MESSAGE(in_poll.load(), "the loop thread was never seen inside its poll");
   CHECK(woken.load());
   CHECK_FALSE(guard.fired());
 }
