@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The per-stage benchmark of tornado-stages (issue 6, SPEC.md "Benchmark").
+"""The per-stage benchmark of tornado-stages (SPEC.md "Benchmark").
 
 Runs the same workloads against every stage's server, stages interleaved, several rounds,
 and reports medians with their spread (min-max over the rounds):
@@ -18,7 +18,7 @@ and reports medians with their spread (min-max over the rounds):
 
 It writes results.json (every run, the medians, the machine and the exact commands),
 results.md (the tables) and SVG plots (gnuplot) into --out. Nothing is asserted: the
-targets of issue 6 are reported as ratios measured in the same run. Only the standard
+course's goals are reported as ratios measured in the same run. Only the standard
 library is used. Every process it starts is stopped again, also on Ctrl-C or an error.
 """
 
@@ -1223,7 +1223,7 @@ def workload_timers(bench):
 
 
 # --------------------------------------------------------------------------------------------
-# The targets of issue 6, as ratios measured in this run
+# The course's goals, as ratios measured in this run
 # --------------------------------------------------------------------------------------------
 
 
@@ -1493,15 +1493,36 @@ def tables(bench):
                      md_table(["N"] + stages, rows)))
     if "targets" in res:
         rows = [[t["target"], fmt_num(t["value"]) if t["value"] is not None else "n/a",
-                 t["goal"], {True: "met", False: "NOT met", None: ""}[t["met"]], t["note"]]
+                 t["goal"], {True: "met", False: "not met", None: ""}[t["met"]],
+                 "; ".join(x for x in (target_meaning(t["target"]), t["note"]) if x)]
                 for t in res["targets"]]
-        out.append(("Targets of issue 6 (ratios measured in this run, not asserted)",
-                    md_table(["target", "measured", "goal", "", "note"], rows)))
+        out.append(("Ratios against the course's goals (measured in this run, not asserted)",
+                    md_table(["ratio", "measured", "goal", "met?", "what it means"], rows)))
     return out
 
 
+# What each kind of ratio in the goals table says, by the words its name contains.
+TARGET_MEANINGS = [
+    ("/ real Tornado throughput", "how many times real Tornado's requests/s the C++ server "
+     "serves with the same design"),
+    ("/ nginx 1 worker throughput", "stage3's requests/s as a share of nginx's with one worker"),
+    ("/ nginx server CPU time", "stage3's CPU time per request over nginx's"),
+    ("GB/s", "bytes moved per second by one transfer of that size"),
+    ("time 64 MiB / 16 MiB", "4 times the bytes: about 4 if the time grows linearly, 16 if "
+     "quadratically"),
+    ("time 16 MiB / 4 MiB", "4 times the bytes: about 4 if the time grows linearly, 16 if "
+     "quadratically"),
+    ("sorted list /", "how many times the heap's CPU time the sorted list needs for the same "
+     "timers: it grows with N because each list operation is O(N)"),
+]
+
+
+def target_meaning(name):
+    return next((text for words, text in TARGET_MEANINGS if words in name), "")
+
+
 GNUPLOT_HEAD = """\
-set terminal svg size 900,540 dynamic noenhanced font 'sans,12' background '#ffffff'
+set terminal svg size 900,540 fixed noenhanced font 'sans,12' background '#ffffff'
 set output '{output}'
 set title '{title}'
 set grid
