@@ -156,13 +156,9 @@ def bench_block(keyword, caption, bench_dir, work_dir):
 
 
 # An inline code span holding a quote: Doxygen 1.9 reads `...' as its old `quoted' style
-# and garbles the rest of the paragraph, so such spans become <code> with every punctuation
-# character written as an entity (no Markdown or dash rule can then touch it).
-CODE_SPAN = re.compile(r"(?<!`)`([^`\n]*['\"][^`\n]*)`(?!`)")
-
-
-def code_entity(text):
-    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in text)
+# and garbles the rest of the paragraph (code and text swapped, -- made a dash). A span of
+# two backticks is never read that way, so such spans get two.
+CODE_SPAN = re.compile(r"(?<!`)`([^`\n]*'[^`\n]*)`(?!`)")
 
 
 def fix_code_spans(lines):
@@ -171,7 +167,7 @@ def fix_code_spans(lines):
         if line.lstrip().startswith("```"):
             fenced = not fenced
         if not fenced:
-            line = CODE_SPAN.sub(lambda m: f"<code>{code_entity(m.group(1))}</code>", line)
+            line = CODE_SPAN.sub(lambda m: f"``{m.group(1)}``", line)
         out.append(line)
     return out
 
@@ -360,9 +356,10 @@ nav.course, h1, p.howto, div.summary { margin-left: 1em; margin-right: 1em; }
 div.summary { max-width: 70em; }
 div.summary li { margin: 0.2em 0; }
 /* Both sides must hold a 100-column line at 1,400 px: a smaller font, narrower margins. */
-.d2h-diff-table { font-size: 10.5px; }
-.d2h-code-side-line { padding: 0 0 0 3.4em; width: calc(100% - 3.4em); }
-.d2h-code-side-linenumber { width: 3.2em; padding: 0 0.3em; }
+.d2h-diff-table { font-size: 10px; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+.d2h-code-side-line { padding: 0 0 0 3.3em; width: calc(100% - 3.3em); }
+.d2h-code-side-linenumber { width: 3.1em; padding: 0 0.3em; }
+.d2h-file-wrapper { margin-left: 0; margin-right: 0; }
 .d2h-file-side-diff { overflow-x: auto; }
 """
 
@@ -397,7 +394,9 @@ def finish_diff(site, old, new, work):
     text = text.replace("<!--course-summary-->", summary)
     text = text.replace("<!--course-command-->",
                         html.escape(f"make diff FROM={old} TO={new}"))
-    text = text.replace("</style>", DIFF_CSS + "</style>", 1)
+    if "Both sides must hold" not in text:  # After diff2html's own styles, to override them.
+        head, tail = text.rsplit("</style>", 1)
+        text = head + DIFF_CSS + "</style>" + tail
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -540,7 +539,10 @@ def cmd_landing(args):
     bench = os.path.join(site, "bench")
     if os.path.isfile(os.path.join(bench, "results.md")):
         figures = []
-        for p in bench_plots(bench):
+        order = list(PLOT_SECTIONS)
+        for p in sorted(bench_plots(bench), key=lambda p: (
+                order.index(os.path.splitext(os.path.basename(p))[0])
+                if os.path.splitext(os.path.basename(p))[0] in order else len(order), p)):
             key = os.path.splitext(os.path.basename(p))[0]
             caption = plot_caption(key, None, bench)
             section = PLOT_SECTIONS.get(key)
@@ -682,16 +684,100 @@ REFERENCE_PAGES = [("designs", "The four designs side by side"),
                    ("glossary", "Glossary")]
 
 
+# [text](code:STAGE/FILE#needle): a link to the first line of FILE holding `needle`, on the
+# stage's annotated source page, so that the link follows the code when lines move.
+CODE_LINK = re.compile(r"\(code:([^#)]+)#([^)]+)\)")
+
+
+def code_link(site, path, needle):
+    stage, relpath = path.split("/", 1)
+    with open(os.path.join(ROOT, stage, relpath), encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if needle in line and not line.lstrip().startswith("//"):
+                break
+        else:
+            sys.exit(f"site.py: no line holding {needle!r} in {path}")
+    page = source_page(relpath)
+    anchor = f"l{number:05d}"
+    target = os.path.join(site, stage, page)
+    if not os.path.isfile(target):
+        sys.exit(f"site.py: Doxygen made no source page {target} for {path}")
+    return f"{stage}/{page}#{anchor}"
+
+
+def render_diagrams(site):
+    """docs/diagrams/*.dot to SVG by Graphviz, into SITE/diagrams/."""
+    out = os.path.join(site, "diagrams")
+    os.makedirs(out, exist_ok=True)
+    for src in sorted(glob.glob(os.path.join(DOCS_DIR, "diagrams", "*.dot"))):
+        name = os.path.splitext(os.path.basename(src))[0]
+        subprocess.run(["dot", "-Tsvg", src, "-o", os.path.join(out, name + ".svg")],
+                       check=True)
+
+
+def sequence_msc(stage, calls):
+    """An mscgen chart of one keep-alive connection as the server's system calls saw it."""
+    lines = ["msc {", '  hscale="1.6", wordwraparcs="true";',
+             f'  client [label="client"], kernel [label="kernel"], '
+             f'server [label="{stage} server"];']
+    for call in calls:
+        label = call["text"].replace("\\", "\\\\").replace('"', '\\"')
+        if call["who"] == "client":
+            lines.append(f'  client => kernel [label="{label}"];')
+        elif call.get("failed"):
+            lines.append(f'  server -x kernel [label="{label}"];')
+        else:
+            lines.append(f'  server => kernel [label="{label}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def sequences_html(site):
+    """The measured keep-alive sequences of the last benchmark run, drawn by mscgen."""
+    try:
+        with open(os.path.join(site, "bench", "results.json"), encoding="utf-8") as f:
+            sequences = json.load(f)["workloads"].get("hello", {}).get("sequences") or []
+    except (OSError, ValueError, KeyError):
+        sequences = []
+    sequences = [x for x in sequences if x.get("calls")]
+    if not sequences:
+        return ("The benchmark draws these from a measured run: each stage serves two GET / "
+                "on one connection under `strace -f`. Run `make bench` (or `make "
+                "bench-quick`), then `make docs`.\n")
+    out = os.path.join(site, "diagrams")
+    os.makedirs(out, exist_ok=True)
+    parts = ["Each stage served two GET / on one keep-alive connection under `strace -f` "
+             "(in the last benchmark run); these are the system calls its server made for "
+             "the second request, from the arrival of its bytes to the answer, drawn by "
+             "mscgen. A crossed arrow is a call that failed (EAGAIN).\n"]
+    for x in sequences:
+        name = f"sequence-{x['stage']}"
+        with open(os.path.join(out, name + ".msc"), "w", encoding="utf-8") as f:
+            f.write(sequence_msc(x["stage"], x["calls"]))
+        subprocess.run(["mscgen", "-T", "svg", "-i", os.path.join(out, name + ".msc"),
+                        "-o", os.path.join(out, name + ".svg")], check=True,
+                       capture_output=True)
+        parts.append(f"\n### {x['stage']}: {len(x['calls'])} system calls\n\n"
+                     f'<img class="diagram" src="diagrams/{name}.svg" '
+                     f'alt="{x["stage"]}: the system calls of one keep-alive request">\n')
+    return "".join(parts)
+
+
+
 def write_reference_pages(site):
     nav = ('<p class=nav><a href="index.html">tornado-stages: all stages</a> · ' +
            " · ".join(f'<a href="{n}.html">{html.escape(t)}</a>' for n, t in REFERENCE_PAGES) +
            ' · <a href="print.html">the four course pages on one page</a></p>')
+    render_diagrams(site)
     for name, title in REFERENCE_PAGES:
         src = os.path.join(DOCS_DIR, name + ".md")
         if not os.path.isfile(src):
             continue
         with open(src, encoding="utf-8") as f:
-            body = markdown(f.read())
+            text = f.read()
+        text = CODE_LINK.sub(lambda m: f"({code_link(site, m.group(1), m.group(2))})", text)
+        text = text.replace("<!-- sequences -->", sequences_html(site))
+        body = markdown(text)
         body = re.sub(r"<h2>(.*?)</h2>",
                       lambda m: f'<h2 id="{slug(re.sub("<[^>]+>", "", m.group(1)))}">'
                                 f"{m.group(1)}</h2>", body)
@@ -844,6 +930,8 @@ RAW_IN_TEXT = [
      "a Doxygen command shown as text"),
     (re.compile(r"\*\*\S"), "Markdown ** shown as text"),
     (re.compile(r'<a (class|href)='), "HTML shown as text"),
+    (re.compile(r"`"), "a Markdown backtick shown as text"),
+    (re.compile(r"&(#\d+|[a-z]+);"), "an HTML entity shown as text"),
 ]
 RAW_IN_PRE = [
     (re.compile(r"(?m)^\s*///"), "a literal /// in a <pre>"),
@@ -892,6 +980,9 @@ def cmd_check(args):
             m = pattern.search(pre)
             if m:
                 problems.append(f"{rel}: {what}: {pre[max(0, m.start() - 40):m.end() + 40]!r}")
+        m = re.search(r"<code>[^<]*&amp;(#\d+|[a-z]+);", text)
+        if m:
+            problems.append(f"{rel}: an HTML entity shown inside code: {m.group(0)[-60:]!r}")
         for url in reader.loads:
             if re.match(r"^(https?:)?//", url):
                 problems.append(f"{rel}: loads {url} from the network")
