@@ -158,7 +158,7 @@ def bench_block(keyword, caption, bench_dir, work_dir):
 # An inline code span holding a quote: Doxygen 1.9 reads `...' as its old `quoted' style
 # and garbles the rest of the paragraph (code and text swapped, -- made a dash). A span of
 # two backticks is never read that way, so such spans get two.
-CODE_SPAN = re.compile(r"(?<!`)`([^`\n]*'[^`\n]*)`(?!`)")
+CODE_SPAN = re.compile(r"``[^`\n]+``|`([^`\n]+)`")
 
 
 def fix_code_spans(lines):
@@ -167,7 +167,10 @@ def fix_code_spans(lines):
         if line.lstrip().startswith("```"):
             fenced = not fenced
         if not fenced:
-            line = CODE_SPAN.sub(lambda m: f"``{m.group(1)}``", line)
+            # Spans are paired from the left, as Markdown pairs them; only those holding a
+            # quote change.
+            line = CODE_SPAN.sub(lambda m: f"``{m.group(1)}``" if m.group(1) and "'" in
+                                 m.group(1) else m.group(0), line)
         out.append(line)
     return out
 
@@ -191,6 +194,40 @@ def stage_nav(i):
     return f'<div class="stage-nav">{" · ".join(parts)}</div>\n'
 
 
+def stage_sequence(bench_dir, short):
+    """The measured calls of one keep-alive request of a stage, from results.json."""
+    try:
+        with open(os.path.join(bench_dir, "results.json"), encoding="utf-8") as f:
+            rows = json.load(f)["workloads"].get("hello", {}).get("sequences") or []
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((x["calls"] for x in rows if x.get("stage") == short and x.get("calls")), None)
+
+
+def sequence_block(short, bench_dir):
+    """A Doxygen \\msc chart of the system calls of one keep-alive request, as measured."""
+    calls = stage_sequence(bench_dir, short)
+    if not calls:
+        return ["> **Sequence: one keep-alive request's system calls.** The benchmark records "
+                "it under `strace -f` (`make bench` or `make bench-quick`, then `make docs`).\n"]
+    body = msc_arcs(calls, short)
+    return ["The system calls of the second of two GET / on one keep-alive connection, as "
+            f"this stage's server made them under `strace -f` in the last benchmark run "
+            f"({len(calls)} calls; a crossed arrow failed with EAGAIN):\n", "\n",
+            f"\\msc \"{short}: one keep-alive request, measured\"\n"] + body + [
+            "\\endmsc\n", "\n"]
+
+
+def msc_arcs(calls, short):
+    lines = ['  hscale="1.4";\n',
+             f'  server [label="{short} server"], kernel [label="kernel"];\n']
+    for call in calls:
+        label = call["text"].replace("\\", "\\\\").replace('"', '\\"')
+        arrow = "-x" if call.get("failed") else "=>"
+        lines.append(f'  server {arrow} kernel [label="{label}"];\n')
+    return lines
+
+
 def cmd_pages(args):
     pages_dir = os.path.join(args.work, "pages")
     os.makedirs(pages_dir, exist_ok=True)
@@ -202,6 +239,8 @@ def cmd_pages(args):
                 m = BENCH_MARKER.match(line)
                 if m:
                     out.extend(bench_block(m.group(1), m.group(2), args.bench, pages_dir))
+                elif line.strip() == "<!-- sequence -->":
+                    out.extend(sequence_block(page, args.bench))
                 elif line.startswith("Back to the <a href=\"../index.html\">"):
                     out.append(stage_nav(i))
                 else:
@@ -716,20 +755,8 @@ def render_diagrams(site):
 
 
 def sequence_msc(stage, calls):
-    """An mscgen chart of one keep-alive connection as the server's system calls saw it."""
-    lines = ["msc {", '  hscale="1.6", wordwraparcs="true";',
-             f'  client [label="client"], kernel [label="kernel"], '
-             f'server [label="{stage} server"];']
-    for call in calls:
-        label = call["text"].replace("\\", "\\\\").replace('"', '\\"')
-        if call["who"] == "client":
-            lines.append(f'  client => kernel [label="{label}"];')
-        elif call.get("failed"):
-            lines.append(f'  server -x kernel [label="{label}"];')
-        else:
-            lines.append(f'  server => kernel [label="{label}"];')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    """An mscgen chart of one keep-alive request as the server's system calls saw it."""
+    return "msc {\n" + "".join(msc_arcs(calls, stage)) + "}\n"
 
 
 def sequences_html(site):
@@ -983,6 +1010,10 @@ def cmd_check(args):
         m = re.search(r"<code>[^<]*&amp;(#\d+|[a-z]+);", text)
         if m:
             problems.append(f"{rel}: an HTML entity shown inside code: {m.group(0)[-60:]!r}")
+        m = re.search(r"<code>[^<]*(\*\*\S|\\ilinebr|&lt;/?(td|tr|a|code|b|p)\b)", text)
+        if m:
+            problems.append(f"{rel}: markup shown inside code (a code span that ran on): "
+                            f"{m.group(0)[-80:]!r}")
         for url in reader.loads:
             if re.match(r"^(https?:)?//", url):
                 problems.append(f"{rel}: loads {url} from the network")

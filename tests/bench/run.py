@@ -660,6 +660,7 @@ def workload_hello(bench):
         })
     bench.results["hello"] = {"runs": runs, "summary": summary}
     bench.results["hello"]["syscalls"] = syscall_census(bench, targets)
+    bench.results["hello"]["sequences"] = keepalive_sequences(bench)
 
 
 # Groups of system calls in the census, by what a server does with them.
@@ -682,6 +683,29 @@ def parse_strace_summary(text):
     return calls
 
 
+def traced_run(bench, strace, start, strace_args, client):
+    """Starts a server under `strace -f STRACE_ARGS`, runs client(server), then ends the
+    traced server itself (strace's child) so that strace sees it exit and writes everything
+    out; returns what the client returned. strace is the group leader, its children are the
+    server."""
+    server = None
+    try:
+        bench.wrapper = [strace, "-f"] + strace_args
+        try:
+            server = start()
+        finally:
+            bench.wrapper = []
+        result = client(server)
+        traced = [p for p in server.pids() if p != server.proc.pid]
+        if traced:
+            os.kill(traced[0], signal.SIGTERM)
+        server.proc.wait(timeout=10)
+        return result
+    finally:
+        if server:
+            server.stop()
+
+
 def syscall_census(bench, targets):
     """System calls per request of every hello server: each started once more under
     `strace -f -c` (which slows it down but counts exactly) for a short wrk run, then
@@ -692,30 +716,23 @@ def syscall_census(bench, targets):
         bench.notice("strace not installed: the system call census is skipped; "
                      "`make deps` installs it")
         return []
+
+    def wrk(server):
+        command = ["wrk", "-t1", "-c10", "-d1s", server.url]
+        bench.record_command(command)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        requests = parse_wrk(done.stdout).get("requests")
+        if not requests:
+            raise RuntimeError(f"wrk failed: {done.stdout.strip()[-200:]}")
+        return requests
+
     rows = []
     for label, start in targets:
         log(f"[hello] system calls per request: {label} (under strace) ...")
         table = os.path.join(bench.out, f"strace-{re.sub(r'[^A-Za-z0-9]+', '-', label)}.txt")
         row = {"target": label}
-        server = None
         try:
-            bench.wrapper = [strace, "-f", "-c", "-o", table]
-            try:
-                server = start()
-            finally:
-                bench.wrapper = []
-            command = ["wrk", "-t1", "-c10", "-d1s", server.url]
-            bench.record_command(command)
-            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
-            requests = parse_wrk(done.stdout).get("requests")
-            if not requests:
-                raise RuntimeError(f"wrk failed: {done.stdout.strip()[-200:]}")
-            # End the traced server itself (strace's child) so that strace sees it exit and
-            # writes the table; strace is the group leader, its children are the server.
-            traced = [p for p in server.pids() if p != server.proc.pid]
-            if traced:
-                os.kill(traced[0], signal.SIGTERM)
-            server.proc.wait(timeout=10)
+            requests = traced_run(bench, strace, start, ["-c", "-o", table], wrk)
             with open(table) as f:
                 calls = parse_strace_summary(f.read())
             if not calls:
@@ -738,9 +755,103 @@ def syscall_census(bench, targets):
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"
             log(f"    FAILED: {row['error']}")
-        finally:
-            if server:
-                server.stop()
+        rows.append(row)
+    return rows
+
+
+STRACE_LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$")
+POLL_CALLS = SYSCALL_GROUPS["wait"] | {"epoll_ctl"}
+
+
+def short_call(name, args, result, rest):
+    """One strace line as a label: the call, its first argument, what it returned."""
+    first = args.split(",", 1)[0]
+    if name in SYSCALL_GROUPS["wait"]:
+        text = f"{name}() = {result} ready"
+    elif name == "epoll_ctl":
+        parts = [a.strip() for a in args.split(",")]
+        events = re.search(r"events=([A-Z|]+)", args)
+        op = parts[1].replace("EPOLL_CTL_", "") if len(parts) > 1 else ""
+        fd = parts[2] if len(parts) > 2 else ""
+        text = f"epoll_ctl({op}, fd {fd}" + (
+            f", {events.group(1).replace('EPOLL', '')})" if events else ")")
+    elif name in SYSCALL_GROUPS["receive"] | SYSCALL_GROUPS["send"]:
+        text = f"{name}(fd {first}) = {result}" + (" bytes" if not result.startswith("-") else "")
+    else:
+        text = f"{name}({first}) = {result}"
+    errno = re.match(r"\s*(E[A-Z]+)", rest)
+    if errno:
+        text += f" {errno.group(1)}"
+    return text, bool(errno)
+
+
+def keepalive_sequence(trace_text, connection_marker=b""):
+    """The server's system calls for the second of two requests on one connection: from the
+    first call after the first answer was sent to the second answer's send (strace -f)."""
+    lines = []
+    for raw in trace_text.splitlines():
+        m = STRACE_LINE.match(raw.strip())
+        if m:
+            lines.append(m.groups())
+    # The connection: the descriptor accept4() returned.
+    conn = next((r for _, name, _, r, _ in lines if name in ("accept4", "accept")
+                 and not r.startswith("-")), None)
+    if conn is None:
+        raise RuntimeError("no accepted connection in the trace")
+    start = next((i for i, (_, name, args, r, _) in enumerate(lines)
+                  if name in ("accept4", "accept") and r == conn), 0)
+    sends = [i for i, (_, name, args, r, _) in enumerate(lines) if i > start
+             and name in SYSCALL_GROUPS["send"] and args.split(",", 1)[0] == conn
+             and not r.startswith("-")]
+    if len(sends) < 2:
+        raise RuntimeError(f"{len(sends)} answers sent on the connection, expected 2")
+    calls = []
+    for _, name, args, result, rest in lines[sends[0] + 1:sends[-1] + 1]:
+        first = args.split(",", 1)[0]
+        on_conn = first == conn or (name == "epoll_ctl" and f", {conn}," in args)
+        waker = name in ("read", "write") and first not in (conn, "1", "2")
+        if not (on_conn or waker or name in SYSCALL_GROUPS["wait"]):
+            continue
+        text, failed = short_call(name, args, result, rest)
+        if waker:
+            text = "waker " + text
+        calls.append({"who": "server", "call": name, "text": text, "failed": failed})
+    return calls
+
+
+def keepalive_sequences(bench):
+    """One keep-alive request's system calls per stage: each stage's server serves two GET /
+    on one connection under `strace -f` (every call recorded, not counted); the calls for the
+    second request are kept, for the course's sequence diagrams."""
+    strace = shutil.which("strace")
+    if not strace:
+        return []
+
+    def two_requests(server):
+        deadline = time.monotonic() + 10
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for _ in range(2):
+                sock.sendall(HELLO_REQUEST)
+                status, headers, rest = read_head(sock, bytearray(), deadline)
+                body = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+                if status != 200 or bytes(body) != HELLO_BODY:
+                    raise RuntimeError(f"GET / answered {status}")
+                time.sleep(0.05)  # The loop goes back to waiting before the next request.
+
+    rows = []
+    for short, *_ in bench.stages:
+        log(f"[hello] one keep-alive request under strace: {short} ...")
+        trace = os.path.join(bench.out, f"strace-sequence-{short}.txt")
+        row = {"stage": short}
+        try:
+            traced_run(bench, strace, lambda: bench.start_stage(short),
+                       ["-s", "32", "-o", trace], two_requests)
+            with open(trace, errors="replace") as f:
+                row["calls"] = keepalive_sequence(f.read())
+            log(f"    {len(row['calls'])} system calls for the second request")
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {error}"
+            log(f"    FAILED: {row['error']}")
         rows.append(row)
     return rows
 
