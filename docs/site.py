@@ -181,13 +181,13 @@ def stage_nav(i):
     parts = []
     if i > 0:
         prev = STAGES[i - 1][0]
-        parts.append(f'<a href="../{prev}/index.html">← {prev}</a>')
+        parts.append(f'<a href="../{prev}/index.html">← previous stage: {prev}</a>')
         parts.append(f'<a href="../diffs/{diff_name(prev, stage)}">diff {prev} → {stage}</a>')
     parts.append('<a href="../index.html">all stages</a>')
     if i + 1 < len(STAGES):
         nxt = STAGES[i + 1][0]
         parts.append(f'<a href="../diffs/{diff_name(stage, nxt)}">diff {stage} → {nxt}</a>')
-        parts.append(f'<a href="../{nxt}/index.html">{nxt} →</a>')
+        parts.append(f'<a href="../{nxt}/index.html">next stage: {nxt} →</a>')
     parts += ['<a href="../designs.html">the four designs</a>',
               '<a href="../exercises.html">hints and answers</a>',
               '<a href="../glossary.html">glossary</a>']
