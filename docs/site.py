@@ -828,7 +828,7 @@ def write_print_page(site, nav):
         if not m:
             sys.exit(f"site.py: no contents found in {path}")
         title, body = m.group(1), m.group(2)
-        body = re.sub(r'(?s)<div class="toc">.*?</div>\s*</div>\s*', "", body, count=1)
+        body = re.sub(r'(?s)<div class="toc">.*?</div>\s*', "", body, count=1)
         # Links and images point into the stage's own site.
         body = re.sub(r'(href|src|data)="(?!https?:|#|\.\./)([^"]+)"', rf'\1="{stage}/\2"',
                       body)
