@@ -102,7 +102,7 @@ PLOT_CAPTIONS = {
     "syscalls": "System calls per request, by kind, for every stage and the peers",
     "transfers": "Transfer time against size, log-log: uploads and downloads per stage, "
                  "with slope-1 (linear) and slope-2 (quadratic) guides",
-    "pipelining": "Pipelined GET / on one connection: time until every answer arrived",
+    "pipelining": "Pipelined GET / on one connection: microseconds per request, by burst size",
     "idle": "Latency of one GET / while N idle connections are open, per backend",
     "timers": "Timers: insert N, cancel half, run the rest (CPU seconds)",
 }
