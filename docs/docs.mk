@@ -5,7 +5,9 @@
 #   make docs-check           check a built site: internal links (linkchecker), no raw markup,
 #                             plots sized for their pages, nothing fetched from the network
 #   make docs-screenshots     headless Chromium pictures of the key pages, 1400 px wide, in
-#                             build/docs-screenshots/ (installs chromium when missing)
+#                             build/docs-screenshots/, and every plot on them measured as
+#                             laid out (600 px at least, never wider than its holder);
+#                             installs chromium when missing
 #   make diff FROM=a TO=b     the diff of two stages in the terminal: file summary, then colour
 #
 # The site: build/docs/index.html (the landing page), one Doxygen site per stage in

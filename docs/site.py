@@ -1071,6 +1071,43 @@ def key_pages(site):
     return [(n, p) for n, p in pages if os.path.isfile(os.path.join(site, p))]
 
 
+# Measures, in the browser, every plot of a page: its shown width against 600 px and against
+# the width of the element that holds it.
+MEASURE_SCRIPT = """<script>
+window.addEventListener('load', () => {
+  const plots = [...document.querySelectorAll('img, object')].filter(e =>
+    /(^|\\/)(%s)\\.svg$/.test(e.getAttribute('src') || e.getAttribute('data') || ''));
+  document.body.setAttribute('data-plot-widths', JSON.stringify(plots.map(e => {
+    const box = e.getBoundingClientRect();
+    let holder = e.parentElement;
+    while (holder && holder.clientWidth === 0) holder = holder.parentElement;
+    return [e.getAttribute('src') || e.getAttribute('data'), Math.round(box.width),
+            holder ? holder.clientWidth : 0];
+  })));
+});
+</script>"""
+
+
+def measure_plots(browser, site, page):
+    """[(plot, shown width, holder width)] of a page at 1400 px, measured by Chromium."""
+    path = os.path.join(site, page)
+    probe = os.path.join(os.path.dirname(path), ".measure-" + os.path.basename(path))
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    script = MEASURE_SCRIPT % "|".join(PLOT_SECTIONS)
+    with open(probe, "w", encoding="utf-8") as f:
+        f.write(text.replace("</body>", script + "</body>", 1))
+    try:
+        proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                               "--window-size=1400,2000", "--virtual-time-budget=3000",
+                               "--dump-dom", "file://" + os.path.abspath(probe)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        os.remove(probe)
+    m = re.search(r'data-plot-widths="([^"]*)"', proc.stdout)
+    return json.loads(html.unescape(m.group(1))) if m else None
+
+
 def cmd_screenshots(args):
     browser = next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
                                                    "google-chrome"))), None)
@@ -1085,6 +1122,22 @@ def cmd_screenshots(args):
                         f"--window-size=1400,{args.height}", url],
                        capture_output=True, timeout=120)
         print(("" if os.path.isfile(out) else "FAILED ") + out)
+    # The plots as the browser lays them out: at least 600 px, never wider than their holder.
+    bad = []
+    for name, page in key_pages(args.site):
+        widths = measure_plots(browser, args.site, page)
+        if widths is None:
+            bad.append(f"{page}: the plots could not be measured")
+            continue
+        for src, shown, holder in widths:
+            if shown < PLOT_MIN or (holder and shown > holder):
+                bad.append(f"{page}: plot {src} shown {shown} px wide in {holder} px")
+        if widths:
+            print(f"{page}: {len(widths)} plots, shown "
+                  f"{min(w for _, w, _ in widths)}-{max(w for _, w, _ in widths)} px wide")
+    if bad:
+        print("\n".join(bad), file=sys.stderr)
+        sys.exit(1)
 
 
 
