@@ -123,7 +123,7 @@ def plot_caption(keyword, caption, bench_dir):
     """A caption that only speaks of the peers when they were measured."""
     caption = caption or PLOT_CAPTIONS.get(keyword, keyword)
     if keyword in ("hello", "syscalls") and not peers_measured(bench_dir):
-        caption = re.sub(r",? (and|of) the peers| against real Tornado and nginx", "", caption)
+        caption = re.sub(r",? and (of )?the peers| against real Tornado and nginx", "", caption)
         caption += " (the peers, real Tornado and nginx, were not run: make deps-peers)"
     return caption
 
