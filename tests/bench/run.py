@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The per-stage benchmark of tornado-stages (issue 6, SPEC.md "Benchmark").
+"""The per-stage benchmark of tornado-stages (SPEC.md "Benchmark").
 
 Runs the same workloads against every stage's server, stages interleaved, several rounds,
 and reports medians with their spread (min-max over the rounds):
@@ -18,7 +18,7 @@ and reports medians with their spread (min-max over the rounds):
 
 It writes results.json (every run, the medians, the machine and the exact commands),
 results.md (the tables) and SVG plots (gnuplot) into --out. Nothing is asserted: the
-targets of issue 6 are reported as ratios measured in the same run. Only the standard
+course's goals are reported as ratios measured in the same run. Only the standard
 library is used. Every process it starts is stopped again, also on Ctrl-C or an error.
 """
 
@@ -660,6 +660,7 @@ def workload_hello(bench):
         })
     bench.results["hello"] = {"runs": runs, "summary": summary}
     bench.results["hello"]["syscalls"] = syscall_census(bench, targets)
+    bench.results["hello"]["sequences"] = keepalive_sequences(bench)
 
 
 # Groups of system calls in the census, by what a server does with them.
@@ -682,6 +683,29 @@ def parse_strace_summary(text):
     return calls
 
 
+def traced_run(bench, strace, start, strace_args, client):
+    """Starts a server under `strace -f STRACE_ARGS`, runs client(server), then ends the
+    traced server itself (strace's child) so that strace sees it exit and writes everything
+    out; returns what the client returned. strace is the group leader, its children are the
+    server."""
+    server = None
+    try:
+        bench.wrapper = [strace, "-f"] + strace_args
+        try:
+            server = start()
+        finally:
+            bench.wrapper = []
+        result = client(server)
+        traced = [p for p in server.pids() if p != server.proc.pid]
+        if traced:
+            os.kill(traced[0], signal.SIGTERM)
+        server.proc.wait(timeout=10)
+        return result
+    finally:
+        if server:
+            server.stop()
+
+
 def syscall_census(bench, targets):
     """System calls per request of every hello server: each started once more under
     `strace -f -c` (which slows it down but counts exactly) for a short wrk run, then
@@ -692,30 +716,23 @@ def syscall_census(bench, targets):
         bench.notice("strace not installed: the system call census is skipped; "
                      "`make deps` installs it")
         return []
+
+    def wrk(server):
+        command = ["wrk", "-t1", "-c10", "-d1s", server.url]
+        bench.record_command(command)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        requests = parse_wrk(done.stdout).get("requests")
+        if not requests:
+            raise RuntimeError(f"wrk failed: {done.stdout.strip()[-200:]}")
+        return requests
+
     rows = []
     for label, start in targets:
         log(f"[hello] system calls per request: {label} (under strace) ...")
         table = os.path.join(bench.out, f"strace-{re.sub(r'[^A-Za-z0-9]+', '-', label)}.txt")
         row = {"target": label}
-        server = None
         try:
-            bench.wrapper = [strace, "-f", "-c", "-o", table]
-            try:
-                server = start()
-            finally:
-                bench.wrapper = []
-            command = ["wrk", "-t1", "-c10", "-d1s", server.url]
-            bench.record_command(command)
-            done = subprocess.run(command, capture_output=True, text=True, timeout=30)
-            requests = parse_wrk(done.stdout).get("requests")
-            if not requests:
-                raise RuntimeError(f"wrk failed: {done.stdout.strip()[-200:]}")
-            # End the traced server itself (strace's child) so that strace sees it exit and
-            # writes the table; strace is the group leader, its children are the server.
-            traced = [p for p in server.pids() if p != server.proc.pid]
-            if traced:
-                os.kill(traced[0], signal.SIGTERM)
-            server.proc.wait(timeout=10)
+            requests = traced_run(bench, strace, start, ["-c", "-o", table], wrk)
             with open(table) as f:
                 calls = parse_strace_summary(f.read())
             if not calls:
@@ -738,9 +755,103 @@ def syscall_census(bench, targets):
         except Exception as error:
             row["error"] = f"{type(error).__name__}: {error}"
             log(f"    FAILED: {row['error']}")
-        finally:
-            if server:
-                server.stop()
+        rows.append(row)
+    return rows
+
+
+STRACE_LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(.*)$")
+POLL_CALLS = SYSCALL_GROUPS["wait"] | {"epoll_ctl"}
+
+
+def short_call(name, args, result, rest):
+    """One strace line as a label: the call, its first argument, what it returned."""
+    first = args.split(",", 1)[0]
+    if name in SYSCALL_GROUPS["wait"]:
+        text = f"{name}() = {result} ready"
+    elif name == "epoll_ctl":
+        parts = [a.strip() for a in args.split(",")]
+        events = re.search(r"events=([A-Z|]+)", args)
+        op = parts[1].replace("EPOLL_CTL_", "") if len(parts) > 1 else ""
+        fd = parts[2] if len(parts) > 2 else ""
+        text = f"epoll_ctl({op}, fd {fd}" + (
+            f", {events.group(1).replace('EPOLL', '')})" if events else ")")
+    elif name in SYSCALL_GROUPS["receive"] | SYSCALL_GROUPS["send"]:
+        text = f"{name}(fd {first}) = {result}" + (" bytes" if not result.startswith("-") else "")
+    else:
+        text = f"{name}({first}) = {result}"
+    errno = re.match(r"\s*(E[A-Z]+)", rest)
+    if errno:
+        text += f" {errno.group(1)}"
+    return text, bool(errno)
+
+
+def keepalive_sequence(trace_text, connection_marker=b""):
+    """The server's system calls for the second of two requests on one connection: from the
+    first call after the first answer was sent to the second answer's send (strace -f)."""
+    lines = []
+    for raw in trace_text.splitlines():
+        m = STRACE_LINE.match(raw.strip())
+        if m:
+            lines.append(m.groups())
+    # The connection: the descriptor accept4() returned.
+    conn = next((r for _, name, _, r, _ in lines if name in ("accept4", "accept")
+                 and not r.startswith("-")), None)
+    if conn is None:
+        raise RuntimeError("no accepted connection in the trace")
+    start = next((i for i, (_, name, args, r, _) in enumerate(lines)
+                  if name in ("accept4", "accept") and r == conn), 0)
+    sends = [i for i, (_, name, args, r, _) in enumerate(lines) if i > start
+             and name in SYSCALL_GROUPS["send"] and args.split(",", 1)[0] == conn
+             and not r.startswith("-")]
+    if len(sends) < 2:
+        raise RuntimeError(f"{len(sends)} answers sent on the connection, expected 2")
+    calls = []
+    for _, name, args, result, rest in lines[sends[0] + 1:sends[-1] + 1]:
+        first = args.split(",", 1)[0]
+        on_conn = first == conn or (name == "epoll_ctl" and f", {conn}," in args)
+        waker = name in ("read", "write") and first not in (conn, "1", "2")
+        if not (on_conn or waker or name in SYSCALL_GROUPS["wait"]):
+            continue
+        text, failed = short_call(name, args, result, rest)
+        if waker:
+            text = "waker " + text
+        calls.append({"who": "server", "call": name, "text": text, "failed": failed})
+    return calls
+
+
+def keepalive_sequences(bench):
+    """One keep-alive request's system calls per stage: each stage's server serves two GET /
+    on one connection under `strace -f` (every call recorded, not counted); the calls for the
+    second request are kept, for the course's sequence diagrams."""
+    strace = shutil.which("strace")
+    if not strace:
+        return []
+
+    def two_requests(server):
+        deadline = time.monotonic() + 10
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            for _ in range(2):
+                sock.sendall(HELLO_REQUEST)
+                status, headers, rest = read_head(sock, bytearray(), deadline)
+                body = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+                if status != 200 or bytes(body) != HELLO_BODY:
+                    raise RuntimeError(f"GET / answered {status}")
+                time.sleep(0.05)  # The loop goes back to waiting before the next request.
+
+    rows = []
+    for short, *_ in bench.stages:
+        log(f"[hello] one keep-alive request under strace: {short} ...")
+        trace = os.path.join(bench.out, f"strace-sequence-{short}.txt")
+        row = {"stage": short}
+        try:
+            traced_run(bench, strace, lambda: bench.start_stage(short),
+                       ["-s", "32", "-o", trace], two_requests)
+            with open(trace, errors="replace") as f:
+                row["calls"] = keepalive_sequence(f.read())
+            log(f"    {len(row['calls'])} system calls for the second request")
+        except Exception as error:
+            row["error"] = f"{type(error).__name__}: {error}"
+            log(f"    FAILED: {row['error']}")
         rows.append(row)
     return rows
 
@@ -902,12 +1013,21 @@ def workload_transfers(bench):
 # --------------------------------------------------------------------------------------------
 
 
-def read_exactly(sock, count, deadline):
+def quick_ack(sock):
+    """Asks the kernel to acknowledge at once what arrives next. Linux clears TCP_QUICKACK
+    again by itself, so a reader re-arms it after every recv."""
+    if hasattr(socket, "TCP_QUICKACK"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
+
+def read_exactly(sock, count, deadline, quickack=False):
     buf = bytearray()
     while len(buf) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {len(buf)} of {count} bytes")
         chunk = sock.recv(max(65536, count - len(buf)))
+        if quickack:
+            quick_ack(sock)
         if not chunk:
             raise ConnectionError(f"connection closed after {len(buf)} of {count} bytes")
         buf += chunk
@@ -943,10 +1063,18 @@ def pipeline_burst(port, depth, timeout=60):
     answer_length() first learns the length of one answer, so the burst is complete when depth
     times that many bytes have arrived; then the count of status lines and of bodies checks
     every answer.
+
+    The client acknowledges every segment at once (TCP_QUICKACK, re-armed after each recv).
+    Otherwise the servers' small writes (no stage sets TCP_NODELAY, faithfully) meet the
+    client's delayed ACK: Nagle's algorithm holds the second piece of an answer until the
+    first is acknowledged, and every burst takes the ~40 ms of the delayed-ACK timer, which
+    hides the per-request cost this workload is there to show.
     """
     deadline = time.monotonic() + timeout
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        quick_ack(sock)
         one = answer_length(sock, deadline)
+        quick_ack(sock)
         payload = HELLO_REQUEST * depth
         sender = None
         start = time.perf_counter()
@@ -957,7 +1085,7 @@ def pipeline_burst(port, depth, timeout=60):
             # waits for the other to drain its buffer.
             sender = threading.Thread(target=sock.sendall, args=(payload,), daemon=True)
             sender.start()
-        answers = read_exactly(sock, one * depth, deadline)
+        answers = read_exactly(sock, one * depth, deadline, quickack=True)
         seconds = time.perf_counter() - start
         if sender:
             sender.join(timeout=5)
@@ -1223,7 +1351,7 @@ def workload_timers(bench):
 
 
 # --------------------------------------------------------------------------------------------
-# The targets of issue 6, as ratios measured in this run
+# The course's goals, as ratios measured in this run
 # --------------------------------------------------------------------------------------------
 
 
@@ -1365,8 +1493,10 @@ READING_NOTES = [
     "transfers: each point follows an unrecorded transfer of the same size (when it is "
     "predicted to be cheap), so that it measures a server whose heap has grown; where cheap, "
     "a round's value is the median of several transfers (results.json keeps them all).",
-    "pipelining: plateaus near 40 ms are Nagle's algorithm on the server (no TCP_NODELAY) "
-    "waiting for the client's delayed ACK: a real cost of writing answers in small pieces.",
+    "pipelining: the client acknowledges every segment at once (TCP_QUICKACK), so that "
+    "Nagle's algorithm on the servers (no stage sets TCP_NODELAY) does not wait for a "
+    "delayed ACK: without it every burst of 10 or more takes the ~40 ms of the delayed-ACK "
+    "timer, whatever the stage.",
     "timers: CPU seconds of the one-threaded helper, so that other load on the machine does "
     "not count; wall seconds beside them.",
     "Other processes on the machine (see the load average) lower throughput and widen the "
@@ -1493,15 +1623,36 @@ def tables(bench):
                      md_table(["N"] + stages, rows)))
     if "targets" in res:
         rows = [[t["target"], fmt_num(t["value"]) if t["value"] is not None else "n/a",
-                 t["goal"], {True: "met", False: "NOT met", None: ""}[t["met"]], t["note"]]
+                 t["goal"], {True: "met", False: "not met", None: ""}[t["met"]],
+                 "; ".join(x for x in (target_meaning(t["target"]), t["note"]) if x)]
                 for t in res["targets"]]
-        out.append(("Targets of issue 6 (ratios measured in this run, not asserted)",
-                    md_table(["target", "measured", "goal", "", "note"], rows)))
+        out.append(("Ratios against the course's goals (measured in this run, not asserted)",
+                    md_table(["ratio", "measured", "goal", "met?", "what it means"], rows)))
     return out
 
 
+# What each kind of ratio in the goals table says, by the words its name contains.
+TARGET_MEANINGS = [
+    ("/ real Tornado throughput", "how many times real Tornado's requests/s the C++ server "
+     "serves with the same design"),
+    ("/ nginx 1 worker throughput", "stage3's requests/s as a share of nginx's with one worker"),
+    ("/ nginx server CPU time", "stage3's CPU time per request over nginx's"),
+    ("GB/s", "bytes moved per second by one transfer of that size"),
+    ("time 64 MiB / 16 MiB", "4 times the bytes: about 4 if the time grows linearly, 16 if "
+     "quadratically"),
+    ("time 16 MiB / 4 MiB", "4 times the bytes: about 4 if the time grows linearly, 16 if "
+     "quadratically"),
+    ("sorted list /", "how many times the heap's CPU time the sorted list needs for the same "
+     "timers: it grows with N because each list operation is O(N)"),
+]
+
+
+def target_meaning(name):
+    return next((text for words, text in TARGET_MEANINGS if words in name), "")
+
+
 GNUPLOT_HEAD = """\
-set terminal svg size 900,540 dynamic noenhanced font 'sans,12' background '#ffffff'
+set terminal svg size 900,540 fixed noenhanced font 'sans,12' background '#ffffff'
 set output '{output}'
 set title '{title}'
 set grid
@@ -1553,7 +1704,8 @@ def series_plot(bench, name, title, xlabel, ylabel, series, logx=True, logy=True
         parts = ["[0:1] 2 notitle"]
         xlabel += "' \nset label 'no data' at graph 0.45,0.5\nset yrange [0:1]\nset xlabel '"
     body = (f"set xlabel '{xlabel}'\nset ylabel '{ylabel}'\n" +
-            ("set logscale x\n" if logx else "") + ("set logscale y\n" if logy else "") +
+            ("set logscale x\n" if logx else "") +
+            ("set logscale y\nset format y '%g'\n" if logy else "") +
             "plot " + ", \\\n     ".join(parts) + "\n")
     return plot(bench, name, title, body, data)
 
@@ -1564,6 +1716,97 @@ def add_point(series, label, x, value):
     points = series.setdefault(label, [])
     if value:
         points.append((x, value["median"], value["min"], value["max"]))
+
+
+def size_tics(sizes):
+    """gnuplot xtics that name byte sizes in KiB and MiB."""
+    return "set xtics (" + ", ".join(f"'{size_label(x)}' {x}" for x in sorted(set(sizes))) + ")\n"
+
+
+def transfers_plot(bench, summary):
+    """Two panels, downloads over uploads, one line per stage, on log-log axes that end at the
+    sizes measured; grey slope-1 (linear) and slope-2 (quadratic) guides through the fastest
+    first point, so that a line's growth can be read off against them."""
+    stages = [s for s, *_ in bench.stages]
+    data, panels = {}, []
+    sizes = sorted({x["size"] for x in summary})
+    for direction in ("download", "upload"):
+        parts, firsts = [], []
+        for i, short in enumerate(stages):
+            points = sorted((x["size"], x["seconds"]) for x in summary
+                            if x["stage"] == short and x["direction"] == direction
+                            and x["seconds"])
+            if not points:
+                continue
+            key = f"-{direction}-{i}"
+            data[key] = "".join(f"{size} {v['median']} {v['min']} {v['max']}\n"
+                                for size, v in points)
+            firsts.append(points[0])
+            # Distinct in colour, dash and marker: stage0 and stage1 often lie on each other.
+            parts.append(f"'transfers{key}.dat' using 1:2:3:4 with yerrorlines lw 2 "
+                         f"lc rgb '{COLOURS[i % len(COLOURS)]}' dt {i + 1} pt {i + 4} ps 0.9 "
+                         f"title '{short}'")
+        if not parts:
+            continue
+        x0, first = min(firsts, key=lambda p: p[1]["median"])
+        y0 = first["median"]
+        guides = (f"{y0} * (x / {x0}) with lines lw 1 lc rgb '#999999' dt 2 "
+                  "title 'slope 1: linear', "
+                  f"{y0} * (x / {x0}) ** 2 with lines lw 1 lc rgb '#555555' dt 3 "
+                  "title 'slope 2: quadratic'")
+        panels.append(f"set title '{direction}s'\n"
+                      f"plot " + ", \\\n     ".join(parts) + ", \\\n     " + guides + "\n")
+    if not panels:
+        return series_plot(bench, "transfers", "Transfer time against size", "size",
+                           "seconds", {})
+    top = max(x["seconds"]["max"] for x in summary if x["seconds"])
+    bottom = min(x["seconds"]["min"] for x in summary if x["seconds"])
+    body = (f"set terminal svg size 900,{380 * len(panels) + 40} fixed noenhanced "
+            "font 'sans,12' background '#ffffff'\n"
+            f"set output 'transfers.svg'\n"
+            "set logscale xy\n" + size_tics(sizes) +
+            f"set xrange [{sizes[0] / 1.3}:{sizes[-1] * 1.3}]\n"
+            f"set yrange [{bottom / 1.5}:{top * 1.5}]\n"
+            "set format y '%g'\nset xlabel 'size'\nset ylabel 'seconds'\n"
+            f"set multiplot layout {len(panels)},1 title 'Transfer time against size "
+            "(log-log; a missing point was skipped, see the table)'\n" +
+            "".join(panels) + "unset multiplot\n")
+    return plot(bench, "transfers", "", body, data)
+
+
+def idle_plot(bench, summary):
+    """Latency against idle connections: log x with 0 drawn at the left edge, a marker at
+    select's FD_SETSIZE, and each backend with its own dash and marker so none hides."""
+    data, parts, levels = {}, [], set()
+    zero_at = 10  # Where "0 idle connections" is drawn on the log axis.
+    for i, x in enumerate(summary):
+        rows = [e for e in x["rows"] if e["p50_us"]]
+        if not rows:
+            continue
+        levels.update(e["level"] for e in rows)
+        data[f"-{i}"] = "".join(
+            f"{e['level'] or zero_at} {e['p50_us']['median']} {e['p50_us']['min']} "
+            f"{e['p50_us']['max']}\n" for e in rows)
+        width = 3 if x["config"] == "stage3 select" else 2
+        parts.append(f"'idle-{i}.dat' using 1:2:3:4 with yerrorlines lw {width} "
+                     f"lc rgb '{COLOURS[i % len(COLOURS)]}' dt {i + 1} pt {i + 4} ps 1 "
+                     f"title '{x['config']}'")
+    if not parts:
+        return series_plot(bench, "idle", "GET / latency against idle connections",
+                           "idle connections", "microseconds", {})
+    levels = sorted(levels | {0})
+    tics = ", ".join(f"'{n:,}' {n or zero_at}" for n in levels)
+    body = ("set logscale x\nset logscale y\nset format y '%g'\n"
+            f"set xtics ({tics})\nset xrange [{zero_at / 1.5}:{max(levels) * 1.5}]\n"
+            "set arrow from 1024, graph 0 to 1024, graph 1 nohead lc rgb '#aa3333' dt 2\n"
+            "set label 'FD_SETSIZE 1024: select stops' at 1024, graph 0.95 right offset -0.5,0 "
+            "tc rgb '#aa3333'\n"
+            "set xlabel 'idle connections (log scale; 0 at the left edge)'\n"
+            "set ylabel 'p50 latency, microseconds'\n"
+            "plot " + ", \\\n     ".join(parts) + "\n")
+    return plot(bench, "idle", "GET / latency against idle connections (p50; a line ends "
+                "where a backend reached its limit)", body, data)
+
 
 
 def make_plots(bench):
@@ -1613,30 +1856,20 @@ def make_plots(bench):
         svgs.append(plot(bench, "syscalls", "Hello world: system calls per request, by kind",
                          body, {"": text}))
     if "transfers" in res:
-        series = {}
-        styles = {}  # One colour per stage; downloads solid, uploads dashed.
-        stages = [s for s, *_ in bench.stages]
-        for x in res["transfers"]["summary"]:
-            label = f"{x['stage']} {x['direction']}"
-            styles[label] = (stages.index(x["stage"]), 1 if x["direction"] == "download" else 2)
-            add_point(series, label, x["size"], x["seconds"])
-        svgs.append(series_plot(bench, "transfers", "Transfer time vs size (log-log; "
-                                "skipped sizes are missing points)", "bytes", "seconds", series,
-                                styles=styles))
+        svgs.append(transfers_plot(bench, res["transfers"]["summary"]))
     if "pipelining" in res:
+        # Per request, so that a constant cost per request is a flat line and a stage that
+        # pays more per request (2.0's deferred callbacks) lies above the others.
         series = {}
         for x in res["pipelining"]["summary"]:
-            add_point(series, x["stage"], x["depth"], x["seconds"])
-        svgs.append(series_plot(bench, "pipelining", "Pipelined GET / on one connection",
-                                "requests in the burst", "seconds until all answers", series))
+            v = x["seconds"]
+            add_point(series, x["stage"], x["depth"], v and {
+                k: v[k] * 1e6 / x["depth"] for k in ("median", "min", "max")})
+        svgs.append(series_plot(bench, "pipelining", "Pipelined GET / on one connection: time "
+                                "per request (the client acknowledges at once)",
+                                "requests in the burst", "microseconds per request", series))
     if "idle" in res:
-        series = {}
-        for x in res["idle"]["summary"]:
-            series[x["config"]] = [(e["level"], e["p50_us"]["median"], e["p50_us"]["min"],
-                                    e["p50_us"]["max"]) for e in x["rows"] if e["p50_us"]]
-        svgs.append(series_plot(bench, "idle", "GET / latency vs idle connections (p50; "
-                                "a line ends where a backend reached its limit)",
-                                "idle connections", "microseconds", series, logx=False))
+        svgs.append(idle_plot(bench, res["idle"]["summary"]))
     if "timers" in res:
         series = {}
         for x in res["timers"]["summary"]:
