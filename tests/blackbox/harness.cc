@@ -232,14 +232,18 @@ std::string mode_name() {
 // ---------------------------------------------------------------------------------------------
 // ServerProcess
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit) {
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit)
+    : ServerProcess(TORNADO_SERVER_BINARY, std::move(extra_args), nofile_limit) {}
+
+ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string> extra_args,
+                             long nofile_limit) {
   stderr_path_ = temp_path("");
   int out[2];
   if (::pipe2(out, O_CLOEXEC) < 0) throw_errno("pipe2");
   int err_fd = ::open(stderr_path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (err_fd < 0) throw_errno("open " + stderr_path_);
 
-  std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0", "--quiet"};
+  std::vector<std::string> args = {binary, "--port", "0", "--quiet"};
   auto mode = mode_args();
   args.insert(args.end(), mode.begin(), mode.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
@@ -304,6 +308,11 @@ void ServerProcess::wait_ready_() {
     throw std::runtime_error("unexpected readiness line: \"" + line + "\"");
   }
   port_ = port;
+}
+
+int ServerProcess::next_readiness_line() {
+  wait_ready_();
+  return port_;
 }
 
 void ServerProcess::wait_children_(std::size_t expected) {

@@ -53,12 +53,19 @@ class ServerProcess {
   /// the server before exec; its children inherit it.
   /// Throws std::runtime_error (with the server's stderr) if it exits or never gets ready.
   explicit ServerProcess(std::vector<std::string> extra_args = {}, long nofile_limit = 0);
+  /// The same with `binary` started instead of the stage's server binary (e.g. a copy of it
+  /// elsewhere, which a test may then replace).
+  ServerProcess(const std::string& binary, std::vector<std::string> extra_args,
+                long nofile_limit = 0);
   /// Kills the server's children and the server (SIGKILL) if they still run.
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  /// Waits (hang guard) for the next readiness line, which a server that re-executes itself
+  /// prints again, and returns its port. Throws as the constructor does.
+  int next_readiness_line();
   /// The process the test started: the server, or a prefork server's parent.
   pid_t pid() const { return pid_; }
   /// The children a prefork server forked, as recorded at start (empty without prefork).
@@ -230,6 +237,9 @@ class NginxProxy {
   NginxProxy& operator=(const NginxProxy&) = delete;
 
   int port() const { return port_; }
+  /// Waits (hang guard) for the next readiness line, which a server that re-executes itself
+  /// prints again, and returns its port. Throws as the constructor does.
+  int next_readiness_line();
   /// nginx's error log so far.
   std::string error_log() const;
 
