@@ -39,7 +39,8 @@ struct Seen {
   std::optional<FileStamp> pending;
 };
 
-std::map<std::string, Seen> g_modify_times;
+using ModifyTimes = std::map<std::string, Seen>;
+
 bool g_reload_attempted = false;  // Python's module-level `_reload_attempted`.
 std::unique_ptr<PeriodicCallback> g_scheduler;
 std::string g_executable;  // The path the program was started from.
@@ -53,10 +54,15 @@ std::optional<FileStamp> stamp_of(const std::string& path) {
 
 // The program's own path. /proc/self/exe names the file this process runs; after a rebuild
 // that file may be the unlinked old one, so its *path* is kept and looked at from now on.
+// Replaced already, the link reads "PATH (deleted)".
 std::string executable_path() {
   char buffer[4096];
   ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1);
-  return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
+  std::string path = n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
+  const std::string deleted = " (deleted)";
+  if (path.size() > deleted.size() && path.ends_with(deleted))
+    path.resize(path.size() - deleted.size());
+  return path;
 }
 
 // The process's own arguments, NUL-separated in /proc/self/cmdline: C++'s sys.argv.
@@ -90,8 +96,9 @@ void close_on_exec_all() {
   ::closedir(fds);
 }
 
-// Python's `_reload_on_update`: run by the PeriodicCallback every check_time ms.
-void reload_on_update() {
+// Python's `_reload_on_update`: run by the PeriodicCallback every check_time ms, with the
+// `modify_times` of the start() that scheduled it.
+void reload_on_update(ModifyTimes& modify_times) {
   if (g_reload_attempted) {
     // We already tried to reload and it didn't work, so don't try again.
     return;
@@ -101,7 +108,7 @@ void reload_on_update() {
   const std::string& path = g_executable;
   std::optional<FileStamp> modified = stamp_of(path);
   if (!modified) return;  // Missing for a moment (a rebuild removes it first): skipped.
-  auto [seen, first] = g_modify_times.try_emplace(path, Seen{*modified, std::nullopt});
+  auto [seen, first] = modify_times.try_emplace(path, Seen{*modified, std::nullopt});
   if (first) return;
   if (seen->second.recorded == *modified) {
     seen->second.pending.reset();
@@ -142,9 +149,11 @@ void start(IOLoop* io_loop, double check_time) {
   g_executable = executable_path();
   // Course deviation: Python recorded each file at the first check, so a change made before
   // it went unseen; the executable is recorded now.
-  if (auto now = stamp_of(g_executable)) g_modify_times[g_executable] = Seen{*now, std::nullopt};
+  auto modify_times = std::make_shared<ModifyTimes>();
+  if (auto now = stamp_of(g_executable)) (*modify_times)[g_executable] = Seen{*now, std::nullopt};
   if (g_argv.empty()) g_argv = own_arguments();
-  g_scheduler = std::make_unique<PeriodicCallback>(reload_on_update, check_time, &loop);
+  g_scheduler = std::make_unique<PeriodicCallback>(
+      [modify_times] { reload_on_update(*modify_times); }, check_time, &loop);
   g_scheduler->start();
 }
 
