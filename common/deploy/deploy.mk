@@ -1,0 +1,30 @@
+# The FriendFeed deployment of a stage (common/deploy/deploy.py), included by the top Makefile
+# after its DEPS list, to which it adds its packages.
+#
+#   make deploy STAGE=stage3-configurable N=4   nginx + N instances under Supervisor
+#   make deploy-stop                            stop it all
+#
+# Everything runs as the invoking user from build/deploy/ on free ports: the deployment's own
+# supervisord (socket, pid file, logs) and nginx (-p build/deploy/nginx). Debian's packages
+# also install system services; those are never used.
+
+deploy_saved_goal := $(.DEFAULT_GOAL)
+
+N          ?= 4
+DEPLOY_DIR ?= build/deploy
+
+# Debian's supervisor and nginx-light (the smallest nginx that proxies and serves files).
+DEPS_DEPLOY := supervisor nginx-light
+DEPS += $(DEPS_DEPLOY)
+
+.PHONY: deploy deploy-stop
+
+deploy: build
+	@case "$(STAGE)" in stage[1-9]-*) ;; *) echo "make deploy: STAGE must be stage1 or later, e.g. STAGE=stage3-configurable"; exit 2;; esac
+	python3 common/deploy/deploy.py start --instances $(N) --dir $(DEPLOY_DIR) \
+	  --server $(BUILD_DIR)/$(STAGE)/$(call stage_prefix,$(STAGE))-server
+
+deploy-stop:
+	python3 common/deploy/deploy.py stop --dir $(DEPLOY_DIR)
+
+.DEFAULT_GOAL := $(deploy_saved_goal)
