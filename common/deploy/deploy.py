@@ -2,7 +2,7 @@
 """Runs a stage the way FriendFeed ran Tornado: nginx in front of N single-process instances
 that Supervisor keeps alive, all under one directory and on free ports.
 
-    deploy.py start --server BIN --instances N --dir DIR [--hosts H1,H2,...]
+    deploy.py start --server BIN --instances N --dir DIR [--hosts H1,H2,...] [--server-args A]
     deploy.py stop  --dir DIR
 
 `start` writes DIR/supervisord.conf and DIR/nginx/nginx.conf from the commented templates
@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MISSING = 77  # What ctest counts as a skipped test.
 
 PROGRAM = """[program:{name}]
-command = {server} --address {host} --port {port} --xheaders
+command = {server} --address {host} --port {port} --xheaders{extra}
 ; Started again at once however it ends, kill -9 included; counted as up after 1 s, and
 ; given up on only if it fails 3 times in a row before that.
 autorestart = true
@@ -136,6 +136,7 @@ def cmd_start(args):
         f.write("Hello from nginx: this file never reaches Tornado.\n")
 
     hosts = args.hosts.split(",")
+    extra = "".join(" " + a for a in args.server_args.split())
     instances = []
     for i in range(args.instances):
         host = hosts[i % len(hosts)]
@@ -153,7 +154,8 @@ def cmd_start(args):
         "# Started as an ordinary user, the worker runs as that user too."))
     supervisord_conf = fill("supervisord.conf.in", dict(
         common, NGINX=found["nginx"],
-        PROGRAMS="\n".join(PROGRAM.format(server=server, dir=directory, **i) for i in instances),
+        PROGRAMS="\n".join(PROGRAM.format(server=server, dir=directory, extra=extra, **i)
+                           for i in instances),
         PROGRAM_NAMES=",".join(i["name"] for i in instances),
         SUPERVISORD_USER_LINE=("; Run by root here: say so, or supervisord warns that it kept "
                                "root's privileges.\nuser = root") if root else
@@ -229,6 +231,7 @@ def main():
     p.add_argument("--instances", type=int, default=4)
     p.add_argument("--dir", required=True)
     p.add_argument("--hosts", default="127.0.0.1")
+    p.add_argument("--server-args", default="", help="more arguments for every instance")
     p.set_defaults(func=cmd_start)
     p = sub.add_parser("stop")
     p.add_argument("--dir", required=True)
