@@ -14,7 +14,8 @@ N          ?= 4
 DEPLOY_DIR ?= build/deploy
 
 # Debian's supervisor and nginx-light (the smallest nginx that proxies and serves files).
-DEPS_DEPLOY := supervisor nginx-light
+# cmark-gfm renders the course page about it (docs/running.md) in make docs.
+DEPS_DEPLOY := supervisor nginx-light cmark-gfm
 DEPS += $(DEPS_DEPLOY)
 
 .PHONY: deploy deploy-stop

@@ -1349,9 +1349,12 @@ def deploy_plot(bench):
             "plot 'deploy.dat' using 1:3:xtic(2) with boxes lc rgb '#4477aa', "
             "'' using 1:3:4:5 with yerrorbars lc rgb '#222222' pt 0, "
             "'' using 1:3:(sprintf('%.0f µs CPU/req', $6)) with labels offset 0,1.2\n")
+    body = ("set xlabel 'stage3 behind each configuration; wrk -c50 on the same machine'\n" +
+            body)
     return plot(bench, "deploy",
                 f"Hello on stage3, {bench.results['deploy']['instances']} CPUs: nginx + "
-                "instances vs prefork vs one process", body, {"": text})
+                f"instances vs prefork vs one process ({bench.mode} run, "
+                f"{bench.cfg['rounds']} rounds)", body, {"": text})
 
 
 
