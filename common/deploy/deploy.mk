@@ -18,10 +18,13 @@ DEPLOY_DIR ?= build/deploy
 DEPS_DEPLOY := supervisor nginx-light cmark-gfm
 DEPS += $(DEPS_DEPLOY)
 
-.PHONY: deploy deploy-stop
+.PHONY: deploy deploy-stage deploy-stop
 
-deploy: build
+# The stage is checked before anything is built.
+deploy-stage:
 	@case "$(STAGE)" in stage[1-9]-*) ;; *) echo "make deploy: STAGE must be stage1 or later, e.g. STAGE=stage3-configurable"; exit 2;; esac
+
+deploy: deploy-stage build
 	python3 common/deploy/deploy.py start --instances $(N) --dir $(DEPLOY_DIR) \
 	  --server $(BUILD_DIR)/$(STAGE)/$(call stage_prefix,$(STAGE))-server
 
