@@ -116,8 +116,9 @@ void reload_on_update(ModifyTimes& modify_times) {
   }
   // Course deviation: a linker writes the new program over time, and exec() of a
   // half-written file would run garbage or fail. The change is acted on only once a check
-  // finds the file as the previous check did.
-  if (seen->second.pending != modified) {
+  // finds the file as the previous check did, and the program executable (a linker sets the
+  // mode when it is done).
+  if (seen->second.pending != modified || ::access(g_executable.c_str(), X_OK) != 0) {
     seen->second.pending = modified;
     return;
   }
