@@ -30,6 +30,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "common", "deploy", "deploy.py")
 sys.path.insert(0, os.path.dirname(DEPLOY))
+sys.dont_write_bytecode = True  # No __pycache__ in the source tree.
 import deploy as deploy_script  # noqa: E402  (its lookup of the tools, shared)
 GUARD = 15.0  # Hang guard for any one wait, in seconds.
 failures = []
