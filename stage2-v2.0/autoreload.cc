@@ -79,9 +79,9 @@ std::vector<std::string> own_arguments() {
   return argv;
 }
 
-// Course deviation from 1.0, which closed every fd in io_loop._handlers before execv():
-// marking every descriptor above stderr close-on-exec closes the same ones (the listening
-// socket, the connections, the waker) and any others, but only once exec succeeds.
+// Course deviation from 2.0 (and 1.0), which closed every fd in io_loop._handlers before
+// execv(): marking every descriptor above stderr close-on-exec closes the same ones (the
+// listening socket, the connections, the waker) and any others, but only once exec succeeds.
 void close_on_exec_all() {
   DIR* fds = ::opendir("/proc/self/fd");
   if (!fds) return;
@@ -134,8 +134,8 @@ void reload_on_update(ModifyTimes& modify_times) {
     argv.push_back(arg.data());
   argv.push_back(nullptr);
   ::execv(path.c_str(), argv.data());
-  // Still here: exec failed. 1.0 started the program as a detached process and exited (for
-  // Mac OS X before 10.6, which refused execv with threads running); a detached server
+  // Still here: exec failed. 2.0 (as 1.0) started the program as a detached process and
+  // exited (for Mac OS X before 10.6, which refused execv with threads running); a detached server
   // escapes whoever started it, so this course deviation logs the failure, keeps serving
   // (nothing was closed) and waits for the next change.
   LOG_ERROR("cannot restart %s: %s; still serving", path.c_str(), std::strerror(errno));
