@@ -47,7 +47,21 @@ std::set<std::string> g_watched_files;              // Python's `_watched_files`
 std::vector<std::function<void()>> g_reload_hooks;  // ... `_reload_hooks`, ...
 bool g_reload_attempted = false;                    // ... `_reload_attempted` ...
 std::set<IOLoop*> g_io_loops;                       // ... and `_io_loops`.
-std::vector<std::unique_ptr<PeriodicCallback>> g_schedulers;
+
+// The schedulers of every start(), made by the first one after the loop it runs on, so that
+// at exit they are stopped before that loop goes away: 3.0's PeriodicCallback and its booked
+// timeout refer to each other until stop() cancels the timeout.
+struct Schedulers {
+  std::vector<std::unique_ptr<PeriodicCallback>> all;
+  ~Schedulers() {
+    for (auto& scheduler : all)
+      scheduler->stop();
+  }
+};
+Schedulers& schedulers() {
+  static Schedulers made;
+  return made;
+}
 std::string g_executable;  // The path the program was started from.
 std::vector<std::string> g_argv;
 
@@ -185,9 +199,10 @@ void start(IOLoop* io_loop, double check_time) {
   auto modify_times = std::make_shared<ModifyTimes>();
   if (auto now = stamp_of(g_executable)) (*modify_times)[g_executable] = Seen{*now, std::nullopt};
   if (g_argv.empty()) g_argv = own_arguments();
-  g_schedulers.push_back(std::make_unique<PeriodicCallback>(
+  auto& all = schedulers().all;
+  all.push_back(std::make_unique<PeriodicCallback>(
       [modify_times] { reload_on_update(*modify_times); }, check_time, &loop));
-  g_schedulers.back()->start();
+  all.back()->start();
 }
 
 void watch(const std::string& filename) {

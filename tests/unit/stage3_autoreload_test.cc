@@ -23,14 +23,15 @@ TEST_CASE("autoreload: a change to a watched file runs the reload hooks before t
   int fd = ::mkstemp(path.data());
   REQUIRE(fd >= 0);
   ::close(fd);
-  auto loop = unit::make_loop();
+  // The process-wide loop: autoreload's schedulers stay until the process exits.
+  tornado::IOLoop* loop = &unit::global_loop();
   int hook_runs = 0;
   tornado::autoreload::watch(path);
   tornado::autoreload::add_reload_hook([&] {
     ++hook_runs;
     throw std::runtime_error("the test stops this reload before its exec");
   });
-  tornado::autoreload::start(loop.get(), 10);
+  tornado::autoreload::start(loop, 10);
   // A timeout, so that it runs after the first check (at 10 ms), which records the file.
   loop->add_timeout(unit::loop_time(*loop) + 0.05, [&] { std::ofstream(path) << "changed"; });
   CHECK(unit::run_until(*loop, [&] { return hook_runs > 0; }));
