@@ -7,6 +7,9 @@
 #   make build            configure and build PRESET (dev, asan or release)
 #   make test             run the tests of an existing build
 #   make serve STAGE=...  build and start one stage's server (PORT=8888 by default)
+#                         (ARGS=--autoreload: a rebuild restarts it, stage1 and later)
+#   make deploy STAGE=... N=4   nginx + N instances under Supervisor (build/deploy/)
+#   make deploy-stop      stop the deployment
 #   make bench-quick      the per-stage benchmark, quick (about a minute); make bench: full
 #   make deps-peers       also install the benchmark's peers: real Tornado and nginx
 #   make mutants          break the code on purpose, one mutant at a time; each must be caught
@@ -42,6 +45,7 @@ DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev
 DEPS_TEST  := curl python3 procps
 DEPS_TOOLS := clang-format
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_BENCH) $(DEPS_DOCS)
+include common/deploy/deploy.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

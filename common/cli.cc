@@ -85,6 +85,14 @@ constexpr Flag kFlags[] = {
        return processes.has_value();
      }},
 #endif
+#if TORNADO_HAS_PERIODIC_CALLBACK
+    // Tornado's autoreload runs on a PeriodicCallback; both came with 1.0.
+    {"autoreload", nullptr, "restart when the server's executable changes (e.g. a rebuild)",
+     [](ServerOptions& o, std::string_view) {
+       o.autoreload = true;
+       return true;
+     }},
+#endif
 #if TORNADO_HAS_CONFIGURABLE
     {"ioloop", "NAME", "IOLoop backend: epoll, poll or select (default: the best available)",
      [](ServerOptions& o, std::string_view v) {
@@ -215,6 +223,12 @@ void print_listening(const std::string& address, int port) {
   std::printf("listening on http://%s%s%s:%d\n", ipv6 ? "[" : "", address.c_str(), ipv6 ? "]" : "",
               port);
   std::fflush(stdout);
+}
+
+std::vector<std::string> reexec_arguments(int argc, char** argv, int bound_port) {
+  std::vector<std::string> args(argv, argv + argc);
+  args.push_back("--port=" + std::to_string(bound_port));
+  return args;
 }
 
 void prepare_process() {

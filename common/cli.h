@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "ioloop.h"
 
@@ -17,8 +18,9 @@ struct ServerOptions {
   bool xheaders = false;                  ///< `--xheaders`: trust X-Real-Ip and X-Scheme.
   std::size_t max_body_size = 104857600;  ///< `--max-body-size`: larger bodies get 413.
   bool quiet = false;                     ///< `--quiet`: no access log.
-  int processes = 1;   ///< `--processes` (prefork stages): 0 means one process per CPU.
-  std::string ioloop;  ///< `--ioloop` (configurable stages): backend name, empty for default.
+  int processes = 1;        ///< `--processes` (prefork stages): 0 means one process per CPU.
+  std::string ioloop;       ///< `--ioloop` (configurable stages): backend name, empty for default.
+  bool autoreload = false;  ///< `--autoreload` (stages with PeriodicCallback): restart on rebuild.
 };
 
 /// Parses the server's flags, as `--flag value` or `--flag=value`.
@@ -35,6 +37,11 @@ void apply_logging(const ServerOptions& options);
 /// Prints the one line a test harness waits for, `listening on http://ADDRESS:PORT`, to
 /// stdout and flushes it. An IPv6 address is put in brackets, as URLs require.
 void print_listening(const std::string& address, int port);
+
+/// The arguments a server restarted by autoreload runs with: its own `argv`, plus
+/// `--port=PORT` naming the port it is bound to. A server started with `--port 0` thus binds
+/// the port it was given again rather than a new one (the last `--port` wins).
+std::vector<std::string> reexec_arguments(int argc, char** argv, int bound_port);
 
 /// Makes the process fit to serve many clients: a peer that resets a connection must not
 /// kill it with SIGPIPE, and the soft limit on open files is raised to the hard limit so

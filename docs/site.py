@@ -24,6 +24,8 @@ source of the loop and of IOStream's read path, the course page, and the diff pa
 benchmark's results.md rendered by cmark-gfm; and the reference pages written in Markdown
 beside this script (designs, exercises, glossary) plus one printable page of the four
 course pages.
+It also renders docs/running.md ("Running it like FriendFeed") to SITE/running.html, with
+the same bench markers filled in from SITE/bench/.
 """
 
 import argparse
@@ -458,6 +460,56 @@ def markdown(text):
 
 
 
+# --- running.html -------------------------------------------------------------------------
+
+def write_running_page(site):
+    """docs/running.md as SITE/running.html, rendered by cmark-gfm (Debian's cmark-gfm)."""
+    with open(os.path.join(DOCS_DIR, "running.md"), encoding="utf-8") as f:
+        lines = f.readlines()
+    out = []
+    for line in lines:
+        m = BENCH_MARKER.match(line)
+        if not m:
+            out.append(line)
+            continue
+        keyword, caption = m.group(1), m.group(2) or m.group(1)
+        bench = os.path.join(site, "bench")
+        plots = [p for p in bench_plots(bench) if keyword.lower() in os.path.basename(p).lower()]
+        if plots:
+            out.extend(f'<figure><img src="bench/{html.escape(p)}" alt="{html.escape(caption)}">'
+                       f"<figcaption>{html.escape(caption)} ({html.escape(p)})</figcaption>"
+                       "</figure>\n\n" for p in plots)
+        else:
+            out.append(f"> **Plot: {caption}.** The benchmark has not been run on this machine "
+                       "yet: `make bench` (or `make bench-quick`), then `make docs`.\n\n")
+    # --unsafe keeps the page's own HTML (links, figures); the page is ours, not a reader's.
+    body = subprocess.run(["cmark-gfm", "--unsafe", "-e", "table"], input="".join(out),
+                          capture_output=True, text=True, check=True).stdout
+    with open(os.path.join(site, "running.html"), "w", encoding="utf-8") as f:
+        f.write(RUNNING_TEMPLATE.format(body=body))
+
+
+RUNNING_TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>tornado-stages: running it like FriendFeed</title>
+<link rel="stylesheet" href="landing.css">
+<style>
+  pre {{ background: #f4f4f4; padding: 0.6em 0.9em; overflow-x: auto; }}
+  pre code {{ padding: 0; background: none; }}
+  blockquote {{ border-left: 4px solid #ccc; margin-left: 0; padding-left: 1em; }}
+  figure img {{ max-width: 100%; }}
+</style>
+</head>
+<body class=page>
+{body}
+</body>
+</html>
+"""
+
+
 # --- landing ------------------------------------------------------------------------------
 
 def find_definition(stage, function):
@@ -613,6 +665,7 @@ def cmd_landing(args):
     with open(os.path.join(site, "index.html"), "w", encoding="utf-8") as f:
         f.write(page)
     shutil.copy(os.path.join(DOCS_DIR, "landing.css"), os.path.join(site, "landing.css"))
+    write_running_page(site)
 
 
 TEMPLATE = """<!DOCTYPE html>
@@ -650,6 +703,13 @@ In a terminal: <code>make diff FROM=stage1-v1.0 TO=stage2-v2.0</code>.</li>
 </tbody>
 </table>
 <p class=note>The "changed by" links open the diff page at that file.</p>
+
+<h2>Running it like FriendFeed</h2>
+<p><a href="running.html">Running it like FriendFeed</a>: stages 1-3 in development with
+Tornado 1.0's autoreload (<code>make serve ARGS=--autoreload</code>, a rebuild restarts the
+server) and in production as FriendFeed ran Tornado, nginx in front of single-process
+instances that Supervisor keeps alive (<code>make deploy STAGE=stage3-configurable N=4</code>),
+with the benchmark of that setup against prefork.</p>
 
 <h2>For the lecture</h2>
 <ul>

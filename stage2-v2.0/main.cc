@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "app.h"
+#include "autoreload.h"
 #include "cli.h"
 #include "httpserver.h"
 #include "ioloop.h"
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
   course::prepare_process();
 
   course::Application app;
+  // `--autoreload`: where 2.0's Application(debug=True) started it. The loop it creates
+  // makes start(n) below serve in one process.
+  if (options.autoreload) tornado::autoreload::start();
   // No IOLoop is passed: with --processes N every child creates its own after the fork.
   tornado::HTTPServer http_server(std::ref(app), options.no_keep_alive, nullptr, options.xheaders,
                                   options.max_body_size);
@@ -38,6 +42,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   course::print_listening(options.address, http_server.port());
+  if (options.autoreload) {
+    tornado::autoreload::set_argv(course::reexec_arguments(argc, argv, http_server.port()));
+  }
 
   course::Supervisor supervisor;
   try {

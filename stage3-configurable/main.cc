@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "app.h"
+#include "autoreload.h"
 #include "cli.h"
 #include "httpserver.h"
 #include "ioloop.h"
@@ -73,6 +74,13 @@ int main(int argc, char** argv) {
 
   // No IOLoop is passed: in a child, add_sockets() creates that child's own loop.
   course::Application app;
+  // `--autoreload`: where 3.0's Application(debug=True) started it, after any fork; a child
+  // of fork_processes() never restarts itself (task_id()).
+  if (options.autoreload) {
+    tornado::autoreload::start();
+    tornado::autoreload::set_argv(
+        course::reexec_arguments(argc, argv, tornado::bound_port(sockets)));
+  }
   tornado::HTTPServer http_server(std::ref(app), options.no_keep_alive, nullptr, options.xheaders,
                                   options.max_body_size);
   http_server.add_sockets(sockets);

@@ -1355,6 +1355,137 @@ def workload_timers(bench):
 # --------------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------------
+# Workload: FriendFeed's deployment (nginx + N single-process instances) against prefork
+# --------------------------------------------------------------------------------------------
+
+
+class Deployment:
+    """common/deploy/deploy.py's nginx + supervisord + N instances, for run_wrk: its url and
+    the processes that serve (nginx's master and workers and the instances; supervisord only
+    waits)."""
+
+    def __init__(self, bench, binary, n):
+        self.dir = tempfile.mkdtemp(prefix="bench-deploy-")
+        bench.temp_dirs.append(self.dir)
+        self.script = os.path.join(ROOT, "common", "deploy", "deploy.py")
+        command = [sys.executable, self.script, "start", "--server", binary, "--instances",
+                   str(n), "--dir", self.dir, "--server-args", "--quiet --ioloop epoll"]
+        bench.record_command(command)
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+        with open(os.path.join(self.dir, "deploy.json")) as f:
+            state = json.load(f)
+        self.port = state["nginx_port"]
+        self.url = state["url"]
+
+    def pids(self):
+        with open(os.path.join(self.dir, "supervisord.pid")) as f:
+            supervisord = int(f.read())
+        return [p for p in process_tree(supervisord) if p != supervisord]
+
+    def alive(self):
+        return bool(self.pids())
+
+    def stop(self):
+        subprocess.run([sys.executable, self.script, "stop", "--dir", self.dir],
+                       capture_output=True, timeout=60)
+
+
+def workload_deploy(bench):
+    """Hello through nginx in front of N single-process stage3 instances (N = CPUs), against
+    one `--processes N` prefork server and one process: req/s and CPU per request of every
+    process that serves (nginx included)."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    supervisord = shutil.which("supervisord")
+    entry = bench.stage("stage3")
+    if not (nginx and supervisord and entry and shutil.which("wrk")):
+        bench.notice("deploy workload skipped: it needs stage3, wrk, nginx and supervisord "
+                     "(`make deps` installs them)")
+        return
+    n = os.cpu_count() or 2
+    targets = [
+        ("one process", lambda: bench.start_stage("stage3", ["--ioloop", "epoll"])),
+        (f"--processes {n}",
+         lambda: bench.start_stage("stage3", ["--ioloop", "epoll", "--processes", str(n)])),
+        (f"nginx + {n} instances", lambda: Deployment(bench, entry[2], n)),
+    ]
+    runs = []
+    rounds = bench.cfg["rounds"]
+    for r in range(1, rounds + 1):
+        for label, start in targets:
+            log(f"[deploy] {label} round {r}/{rounds} ...")
+            record = {"target": label, "round": r}
+            server = None
+            try:
+                server = start()
+                hello_once(server.port)
+                record.update(run_wrk(bench, server))
+                if record.get("errors"):
+                    record["error"] = f"wrk reported errors {record['errors']}"
+            except Exception as error:
+                record["error"] = f"{type(error).__name__}: {error}"
+            finally:
+                if server:
+                    server.stop()
+            runs.append(record)
+            log(f"    FAILED: {record['error']}" if "error" in record else
+                f"    {fmt_num(record['rps'])} req/s, "
+                f"{fmt_num(record.get('server_cpu_us_per_request'))} µs CPU/req "
+                f"({record['server_processes']} processes), wrk "
+                f"{fmt_num(record['wrk_cpu_share'])} cores")
+    summary = []
+    for label, _ in targets:
+        ok = [x for x in runs if x["target"] == label and "error" not in x]
+        summary.append({
+            "target": label,
+            "rps": spread([x["rps"] for x in ok]),
+            "p99_ms": spread([x["p99_ms"] for x in ok if "p99_ms" in x]),
+            "server_cpu_us_per_request": spread(
+                [x["server_cpu_us_per_request"] for x in ok if "server_cpu_us_per_request" in x]),
+            "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok]),
+            "failures": [x["error"] for x in runs if x["target"] == label and "error" in x],
+        })
+    bench.results["deploy"] = {"runs": runs, "summary": summary, "instances": n}
+
+
+def deploy_sections(bench):
+    """The deploy workload's table, for tables()."""
+    if "deploy" not in bench.results:
+        return []
+    r = bench.cfg["rounds"]
+    rows = [[x["target"], fmt_spread(x["rps"], rounds=r) if x["rps"] else cell_failed(x),
+             fmt_spread(x["server_cpu_us_per_request"], rounds=r),
+             fmt_spread(x["p99_ms"], rounds=r), fmt_spread(x["wrk_cpu_share"], rounds=r)]
+            for x in bench.results["deploy"]["summary"]]
+    return [("Deployment: hello through nginx + N stage3 instances vs --processes N vs one "
+             "process (req/s; CPU µs per request of every serving process, nginx included; "
+             "p99 ms; wrk's cores)",
+             md_table(["configuration", "req/s", "CPU µs/req", "p99 ms", "wrk cores"], rows))]
+
+
+def deploy_plot(bench):
+    """The deploy workload's bar chart (req/s), for make_plots()."""
+    if "deploy" not in bench.results:
+        return None
+    rows = bench.results["deploy"]["summary"]
+    text = "".join(
+        f"{i} \"{x['target']}\" {x['rps']['median']} {x['rps']['min']} {x['rps']['max']} "
+        f"{x['server_cpu_us_per_request']['median'] if x['server_cpu_us_per_request'] else 0}\n"
+        if x["rps"] else f"{i} \"{x['target']}\" 0 0 0 0\n" for i, x in enumerate(rows))
+    body = ("set style fill solid 0.6 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
+            "set ylabel 'requests/s (median, min-max)'\nunset key\n"
+            "plot 'deploy.dat' using 1:3:xtic(2) with boxes lc rgb '#4477aa', "
+            "'' using 1:3:4:5 with yerrorbars lc rgb '#222222' pt 0, "
+            "'' using 1:3:(sprintf('%.0f µs CPU/req', $6)) with labels offset 0,1.2\n")
+    body = ("set xlabel 'stage3 behind each configuration; wrk -c50 on the same machine'\n" +
+            body)
+    return plot(bench, "deploy",
+                f"Hello on stage3, {bench.results['deploy']['instances']} CPUs: nginx + "
+                f"instances vs prefork vs one process ({bench.mode} run, "
+                f"{bench.cfg['rounds']} rounds)", body, {"": text})
+
+
+
 def compute_targets(bench):
     """Each target as a measured ratio, with whether it was met; nothing is asserted."""
     res = bench.results
@@ -1628,6 +1759,7 @@ def tables(bench):
                 for t in res["targets"]]
         out.append(("Ratios against the course's goals (measured in this run, not asserted)",
                     md_table(["ratio", "measured", "goal", "met?", "what it means"], rows)))
+    out += deploy_sections(bench)
     return out
 
 
@@ -1876,6 +2008,7 @@ def make_plots(bench):
             add_point(series, x["stage"], x["n"], x["cpu_s"])
         svgs.append(series_plot(bench, "timers", "Timers: insert N, cancel N/2, run the rest",
                                 "N", "CPU seconds", series))
+    svgs.append(deploy_plot(bench))
     return [s for s in svgs if s]
 
 
@@ -2034,6 +2167,7 @@ WORKLOADS = {
     "pipelining": workload_pipelining,
     "idle": workload_idle,
     "timers": workload_timers,
+    "deploy": workload_deploy,
 }
 
 

@@ -349,14 +349,18 @@ std::string mode_name() {
 // ---------------------------------------------------------------------------------------------
 // ServerProcess
 
-ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit, bool quiet) {
+ServerProcess::ServerProcess(std::vector<std::string> extra_args, long nofile_limit, bool quiet)
+    : ServerProcess(TORNADO_SERVER_BINARY, std::move(extra_args), nofile_limit, quiet) {}
+
+ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string> extra_args,
+                             long nofile_limit, bool quiet) {
   stderr_path_ = temp_path("");
   int out[2];
   if (::pipe2(out, O_CLOEXEC) < 0) throw_errno("pipe2");
   int err_fd = ::open(stderr_path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (err_fd < 0) throw_errno("open " + stderr_path_);
 
-  std::vector<std::string> args = {TORNADO_SERVER_BINARY, "--port", "0"};
+  std::vector<std::string> args = {binary, "--port", "0"};
   if (quiet) args.push_back("--quiet");
   auto mode = mode_args();
   args.insert(args.end(), mode.begin(), mode.end());
@@ -439,6 +443,11 @@ std::string ServerProcess::stdout_after_ready() {
     if (n <= 0) return rest;
     rest.append(chunk, static_cast<std::size_t>(n));
   }
+}
+
+int ServerProcess::next_readiness_line() {
+  wait_ready_();
+  return port_;
 }
 
 void ServerProcess::wait_children_(std::size_t expected) {

@@ -57,12 +57,19 @@ class ServerProcess {
   /// `quiet` false leaves out `--quiet`, so the access log is written.
   explicit ServerProcess(std::vector<std::string> extra_args = {}, long nofile_limit = 0,
                          bool quiet = true);
+  /// The same with `binary` started instead of the stage's server binary (e.g. a copy of it
+  /// elsewhere, which a test may then replace).
+  ServerProcess(const std::string& binary, std::vector<std::string> extra_args,
+                long nofile_limit = 0, bool quiet = true);
   /// Kills the server's children and the server (SIGKILL) if they still run.
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  /// Waits (hang guard) for the next readiness line, which a server that re-executes itself
+  /// prints again, and returns its port. Throws as the constructor does.
+  int next_readiness_line();
   /// The process the test started: the server, or a prefork server's parent.
   pid_t pid() const { return pid_; }
   /// The children a prefork server forked, as recorded at start (empty without prefork).
@@ -276,6 +283,9 @@ class NginxProxy {
   NginxProxy& operator=(const NginxProxy&) = delete;
 
   int port() const { return port_; }
+  /// Waits (hang guard) for the next readiness line, which a server that re-executes itself
+  /// prints again, and returns its port. Throws as the constructor does.
+  int next_readiness_line();
   /// nginx's error log so far.
   std::string error_log() const;
 
