@@ -40,6 +40,8 @@ DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev
 DEPS_TEST  := curl python3 procps
 DEPS_TOOLS := clang-format
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_BENCH) $(DEPS_DOCS)
+include tests/fuzz/fuzz.mk
+include tests/diff/diff.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

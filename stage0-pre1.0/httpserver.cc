@@ -481,7 +481,12 @@ void HTTPConnection::on_request_body_(std::string data) {
       std::string boundary;
       for (const std::string& field : split(content_type, ";")) {
         std::string param = strip(field);
-        if (starts_with(lower(param), "boundary=")) boundary = strip(param.substr(9), "\"");
+        if (starts_with(lower(param), "boundary=")) boundary = param.substr(9);
+      }
+      // One pair of quotes is removed, as 1.0 did; a lone '"' leaves nothing, and an empty
+      // boundary has no parts.
+      if (!boundary.empty() && boundary.front() == '"' && boundary.back() == '"') {
+        boundary = boundary.size() >= 2 ? boundary.substr(1, boundary.size() - 2) : "";
       }
       if (!boundary.empty()) parse_mime_body_(boundary, request_->body);
     }
