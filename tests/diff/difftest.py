@@ -524,7 +524,7 @@ def main():
     args = parser.parse_args()
 
     servers = start_servers(args.build_dir)
-    failures = 0
+    failures = unconfirmed = 0
     begin = time.time()
     try:
         with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
@@ -544,7 +544,13 @@ def main():
                     if process.poll() is not None:
                         sys.exit(f"{name} exited ({process.returncode}) at case {number}")
                 bad = differs(results, case[0])
-                if bad:
+                if bad and not confirmed(pool, servers, case):
+                    # Every socket wait has a deadline, and on a busy machine a server can miss
+                    # one; a difference that two reruns do not show is counted, not failed.
+                    unconfirmed += 1
+                    print(f"case {number}: {', '.join(bad)} answered differently once, not on "
+                          "two reruns (a deadline missed on a busy machine)", flush=True)
+                elif bad:
                     failures += 1
                     report(pool, servers, args.seed, number, case, results, bad)
                     if failures >= args.max_failures:
@@ -559,9 +565,15 @@ def main():
         for _, _, process in servers:
             process.wait(timeout=10)
     print(f"seed {args.seed}: {args.cases if not failures else number - args.start + 1} cases, "
-          f"{failures} with differences, {time.time() - begin:.0f} s "
+          f"{failures} with differences, {unconfirmed} not reproduced, "
+          f"{time.time() - begin:.0f} s "
           f"({len(DOCUMENTED)} documented version differences factored out)")
     return 1 if failures else 0
+
+
+def confirmed(pool, servers, case):
+    """Whether two reruns of `case` both show a difference again."""
+    return all(differs(run_case(pool, servers, *case), case[0]) for _ in range(2))
 
 
 def report(pool, servers, seed, number, case, results, bad):

@@ -23,6 +23,18 @@
 #include "log.h"
 #include "stage_features.h"
 
+/// A target that a stage lacks (a feature its stage_features.h turns off) is built all the
+/// same, and says so when run: `#if !TORNADO_HAS_X` TORNADO_FUZZ_SKIP("why") `#else` ... `#endif`.
+/// tests/fuzz/run.py reports it as skipped.
+#define TORNADO_FUZZ_SKIP(why)                                              \
+  extern "C" int LLVMFuzzerInitialize(int*, char***) {                      \
+    std::fprintf(stderr, "fuzz target skipped: %s\n", why);                 \
+    std::exit(0);                                                           \
+  }                                                                         \
+  extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { \
+    return 0;                                                               \
+  }
+
 namespace fuzz {
 
 /// Fails the run: libFuzzer reports the input as a crash.
