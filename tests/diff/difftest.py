@@ -59,8 +59,10 @@ def drop_blank_arguments(responses):
     return responses
 
 
-# A request target with a fragment ('#'), a scheme ("http://host/...") or an authority ("//h").
-SPLIT_TARGET = re.compile(rb"(?m)^[^ \r\n]* ([^ \r\n]*#|[A-Za-z][A-Za-z0-9+.-]*:|//)")
+# Something that may be a request target with a fragment ('#'), a scheme ("http://host/...")
+# or an authority ("//h"), wherever it is: in a mutated or pipelined case a request line can
+# start anywhere.
+SPLIT_TARGET = re.compile(rb"#|(?:^|[ \n])(?:[A-Za-z][A-Za-z0-9+.-]*:[^ \r\n]|//)")
 
 # Each entry either normalises every answer ("normalise", always applied), or, for a case it
 # "applies" to, lets the stages in "split" answer differently from the others ("split": each
