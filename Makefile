@@ -46,6 +46,8 @@ DEPS_TEST  := curl python3 procps
 DEPS_TOOLS := clang-format
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_BENCH) $(DEPS_DOCS)
 include common/deploy/deploy.mk
+include tests/fuzz/fuzz.mk
+include tests/diff/diff.mk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -95,8 +95,15 @@ void parse_multipart_form_data(std::string boundary, const std::string& data,
                                std::map<std::string, std::vector<std::string>>& arguments,
                                std::map<std::string, std::vector<HTTPFile>>& files) {
   // A quoted boundary is allowed by the standard, if rare.
-  if (boundary.size() >= 2 && boundary.front() == '"' && boundary.back() == '"') {
-    boundary = boundary.substr(1, boundary.size() - 2);
+  // A lone '"' both starts and ends with a quote, and leaves nothing ('"'[1:-1] in Python).
+  if (!boundary.empty() && boundary.front() == '"' && boundary.back() == '"') {
+    boundary = boundary.size() >= 2 ? boundary.substr(1, boundary.size() - 2) : "";
+  }
+  // Course deviation: Python went on with an empty boundary, splitting on "--\r\n"; here it
+  // has no parts, as in the stages before.
+  if (boundary.empty()) {
+    LOG_WARNING("Invalid multipart/form-data: empty boundary");
+    return;
   }
   // The body ends with "--boundary--" and, usually, a CRLF: cut that footer off, then split
   // on the delimiter line. Each slice below is bounds-checked where Python's slicing simply
