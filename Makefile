@@ -12,6 +12,8 @@
 #   make deploy-stop      stop the deployment
 #   make bench-quick      the per-stage benchmark, quick (about a minute); make bench: full
 #   make deps-peers       also install the benchmark's peers: real Tornado and nginx
+#   make fuzz             libFuzzer on every parser of every stage (FUZZ_SECONDS each)
+#   make diff-test N=...  the same generated requests to every stage and backend, compared
 #   make mutants          break the code on purpose, one mutant at a time; each must be caught
 #   make docs             build the course site (build/docs/index.html) and check its links
 #   make diff FROM=stage1-v1.0 TO=stage2-v2.0   a stage diff in the terminal

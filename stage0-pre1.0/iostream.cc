@@ -258,7 +258,9 @@ void IOStream::handle_write_() {
       return;
     }
     // Python's `self._write_buffer = self._write_buffer[num_bytes:]`: the unsent rest is
-    // copied into a new string after every send(), so a large response is O(n^2) to send.
+    // copied into a new string after every send(), O(remaining) each time: quadratic in the
+    // number of sends. Over loopback one send() takes megabytes, so the benchmark's downloads
+    // stay linear; a client that reads 64 KiB at a time would make it quadratic.
     // Stage2 sends from the head of a deque of chunks instead. (swap(), not `=`: assigning a
     // short string would keep the old one's buffer, where Python freed it.)
     write_buffer_.substr(static_cast<std::size_t>(n)).swap(write_buffer_);
