@@ -106,6 +106,11 @@ class Deployment:
             self.state = json.load(f)
         self.port = self.state["nginx_port"]
         self.ctl = [deploy_script.find("supervisorctl"), "-c", os.path.join(self.dir, "supervisord.conf")]
+        # supervisord reports an instance STARTING until it has run for startsecs (1 s): wait
+        # until every one is RUNNING, with a deadline, before anything counts them.
+        deadline = time.monotonic() + 20
+        while len(self.instance_pids()) < instances and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def instance_pids(self):
         """{program name: pid} of the running instances, as supervisord reports them."""

@@ -411,6 +411,12 @@ TEST_CASE("IOLoop: add_callback from another thread wakes a loop sleeping in pol
   // another thread adds a callback. The waker pipe must end that poll: the poll reports a
   // ready fd, the waker's read end, the only fd registered. 1.0 fixed the 2009 waker, which
   // was registered for WRITE, an event a pipe's read end never reports.
+#if TORNADO_STAGE == 2
+  // 2.0 woke the loop before appending the callback: a loop that wakes in between finds no
+  // callback and sleeps again (2.1 added the lock that closed the race), so this is not 2.0's
+  // behaviour to assert.
+  TORNADO_SKIP("2.0's add_callback from another thread wakes before it appends (fixed in 2.1)");
+#endif
   auto owned = std::make_unique<UncappedPoller>();
   UncappedPoller& poller = *owned;
   IOLoop loop(std::move(owned));
