@@ -3,11 +3,11 @@
 // listen backlog, the default body limit, HEAD on a POST route and bad input next to a
 // keep-alive client.
 #include <doctest/doctest.h>
+#include <regex.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <fstream>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -16,6 +16,22 @@
 using namespace blackbox;
 
 namespace {
+
+// A POSIX extended regular expression (regcomp), searched for anywhere in a text. libstdc++'s
+// std::regex is avoided here: GCC 12 with ASan warns falsely inside its compiler.
+class Pattern {
+ public:
+  explicit Pattern(const char* ere) { REQUIRE(regcomp(&re_, ere, REG_EXTENDED | REG_NOSUB) == 0); }
+  ~Pattern() { regfree(&re_); }
+  Pattern(const Pattern&) = delete;
+  Pattern& operator=(const Pattern&) = delete;
+  bool found_in(const std::string& text) const {
+    return regexec(&re_, text.c_str(), 0, nullptr, 0) == 0;
+  }
+
+ private:
+  regex_t re_{};
+};
 
 // How the server binary ran with `args` (no server arguments of the mode): its wait status,
 // stdout and stderr.
@@ -85,10 +101,12 @@ TEST_CASE("--address and a non-zero --port are where the server listens") {
 TEST_CASE("the access log has one line per request in Tornado's format, and --quiet turns it off") {
   // "[I yymmdd hh:mm:ss module:line] STATUS METHOD URI (REMOTE_IP) N.NNms", as Tornado's
   // LogFormatter and web.py's log_request wrote it.
-  const std::regex ok(
-      R"(\[I \d{6} \d{2}:\d{2}:\d{2} \w+:\d+\] 200 GET /bytes/3\?x=1 \(127\.0\.0\.1\) \d+\.\d{2}ms)");
-  const std::regex missing(
-      R"(\[[IW] \d{6} \d{2}:\d{2}:\d{2} \w+:\d+\] 404 GET /nowhere \(127\.0\.0\.1\) \d+\.\d{2}ms)");
+  const Pattern ok(
+      R"(\[I [0-9]{6} [0-9]{2}:[0-9]{2}:[0-9]{2} [A-Za-z0-9_]+:[0-9]+] 200 GET /bytes/3\?x=1 )"
+      R"(\(127\.0\.0\.1\) [0-9]+\.[0-9]{2}ms)");
+  const Pattern missing(
+      R"(\[[IW] [0-9]{6} [0-9]{2}:[0-9]{2}:[0-9]{2} [A-Za-z0-9_]+:[0-9]+] 404 GET /nowhere )"
+      R"(\(127\.0\.0\.1\) [0-9]+\.[0-9]{2}ms)");
   {
     ServerProcess server({}, 0, /*quiet=*/false);
     CHECK_EQ(get(server.port(), "/bytes/3?x=1").status, 200);
@@ -96,7 +114,7 @@ TEST_CASE("the access log has one line per request in Tornado's format, and --qu
     // The line follows the answer: wait until both are written.
     const bool logged = poll_until([&] {
       const std::string err = server.stderr_text();
-      return std::regex_search(err, ok) && std::regex_search(err, missing);
+      return ok.found_in(err) && missing.found_in(err);
     });
     CHECK_MESSAGE(logged, "stderr:\n" << server.stderr_text());
   }
