@@ -56,7 +56,9 @@ class HTTPHeaders {
   static std::string normalize_name(const std::string& name);
 
  private:
+  /// The value of each name: the last one set, or all values added, joined by commas.
   Map headers_;
+  /// Every value of each name, in the order they came.
   std::map<std::string, std::vector<std::string>> as_list_;
 };
 

@@ -53,7 +53,7 @@ class Poller {
 ///
 /// One iteration of start(), the order every later stage keeps and changes only in part:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   poll_timeout = 0.2 s                  never wait forever (the cap also hides the waker bug)
 ///   run the callbacks present now         callbacks they add wait for the next iteration
 ///   if callbacks remain: poll_timeout = 0
@@ -62,7 +62,7 @@ class Poller {
 ///   if stop() was called: leave
 ///   poll(poll_timeout)                    EINTR: log a warning, next iteration
 ///   dispatch: pop one (fd, events) at a time and call its handler
-/// \endverbatim
+/// ~~~
 ///
 /// Tornado 1.0 registered the waker pipe for READ, so add_callback() and stop() now wake a
 /// sleeping loop at once; the 0.2 s cap stayed anyway (3.0 raised it to an hour, stage3).
@@ -193,24 +193,39 @@ class IOLoop {
   virtual void handle_callback_exception(std::exception_ptr error);
 
  private:
+  /// Writes one byte to the waker pipe, to end a wait in poll() early.
+  /// \tornado{tornado/ioloop.py,IOLoop._wake}
   void wake_();
+  /// Runs one callback; an exception it throws goes to handle_callback_exception() and the loop
+  /// goes on. \tornado{tornado/ioloop.py,IOLoop._run_callback}
   void run_callback_(const Callback& callback);
+  /// The waker pipe's handler: reads and discards what the pipe holds.
+  /// \tornado{tornado/ioloop.py,IOLoop._read_waker}
   void read_waker_(int fd, std::uint32_t events);
 
+  /// The poller: epoll, or select() where epoll is missing (Python's `_impl`).
   std::unique_ptr<Poller> impl_;
+  /// The handler of each registered fd.
   std::unordered_map<int, Handler> handlers_;
+  /// The ready events of the last poll() still to dispatch, popped one fd at a time.
   std::unordered_map<int, std::uint32_t> events_;
-  // Python's set of callables. C++ callables are not comparable, so each entry gets an id;
-  // the unordered map keeps the set's property that no iteration order is promised.
+  /// Python's set of callables. C++ callables are not comparable, so each entry gets an id;
+  /// the unordered map keeps the set's property that no iteration order is promised.
   std::unordered_map<CallbackId, Callback> callbacks_;
+  /// The id the next add_callback() hands out.
   CallbackId next_callback_id_ = 0;
-  // Kept sorted by (deadline, seq), like the list bisect.insort maintained.
+  /// Kept sorted by (deadline, seq), like the list bisect.insort maintained.
   std::vector<TimeoutHandle> timeouts_;
+  /// Breaks ties between equal deadlines: the timeout added first runs first.
   std::uint64_t next_timeout_seq_ = 0;
+  /// True while start() runs.
   bool running_ = false;
-  bool stopped_ = false;  // stop() was called while not running: the next start() returns.
+  bool stopped_ = false;  ///< stop() was called while not running: the next start() returns.
+  /// Seconds a handler may block the loop before the watchdog logs it; 0 turns it off.
   double blocking_log_threshold_ = 0;
+  /// The waker pipe's read end, registered with the poller.
   int waker_reader_ = -1;
+  /// The waker pipe's write end, written by wake_().
   int waker_writer_ = -1;
 };
 
@@ -250,15 +265,23 @@ class PeriodicCallback {
   void stop();
 
  private:
+  /// What the booked timeouts need: the callback, its period and the loop.
   struct State {
+    /// The function run every period.
     IOLoop::Callback callback;
-    double callback_time;  // Milliseconds.
+    double callback_time;  ///< Milliseconds.
+    /// The loop the timeouts are booked on.
     IOLoop& io_loop;
-    bool running = true;  // True from construction, as in 1.0: so stop() is final.
+    bool running = true;  ///< True from construction, as in 1.0: so stop() is final.
   };
+  /// Books the next run `callback_time` from now.
+  /// \tornado{tornado/ioloop.py,PeriodicCallback.start}
   static void schedule_(const std::shared_ptr<State>& state);
+  /// Runs the callback once, unless stopped, then books the next run.
+  /// \tornado{tornado/ioloop.py,PeriodicCallback._run}
   static void run_(const std::shared_ptr<State>& state);
 
+  /// Shared with the booked timeout, which outlives this object if it must.
   std::shared_ptr<State> state_;
 };
 
@@ -281,6 +304,7 @@ class EPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
+  /// The epoll instance.
   int epoll_fd_;
 };
 
@@ -303,7 +327,10 @@ class Select final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  std::vector<int> read_fds_, write_fds_, error_fds_;  // Sorted, without duplicates.
+  // Each sorted, without duplicates.
+  std::vector<int> read_fds_;   ///< The fds watched for READ.
+  std::vector<int> write_fds_;  ///< The fds watched for WRITE.
+  std::vector<int> error_fds_;  ///< The fds watched for ERROR (select's exception set).
 };
 
 /// Chooses the poller as the 1.0 module did: epoll where the platform has it, kqueue on BSD

@@ -64,7 +64,9 @@ class HTTPHeaders {
   static bool is_normalized(std::string_view name);
 
  private:
+  /// The value of each name: the last one set, or all values added, joined by commas.
   Map headers_;
+  /// Every value of each name, in the order they came.
   std::map<std::string, std::vector<std::string>, std::less<>> as_list_;
 };
 

@@ -64,6 +64,8 @@ class Future : public std::enable_shared_from_this<Future<T>> {
   }
 
  private:
+  /// Marks the future done and runs the done callbacks, each once.
+  /// \tornado{tornado/concurrent.py,_DummyFuture._set_done}
   void set_done_() {
     if (done_) throw std::logic_error("Future already done");
     done_ = true;
@@ -73,9 +75,13 @@ class Future : public std::enable_shared_from_this<Future<T>> {
       callback(this->shared_from_this());
   }
 
+  /// True once a result or an exception is set.
   bool done_ = false;
+  /// The result, once set_result() was called.
   std::optional<T> result_;
+  /// The exception, once set_exception() was called.
   std::exception_ptr error_;
+  /// Callbacks waiting for the future to be done.
   std::vector<DoneCallback> callbacks_;
 };
 

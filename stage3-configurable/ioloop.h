@@ -249,7 +249,7 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
 ///
 /// One iteration of start(), the order every stage keeps and changes only in part:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   poll_timeout = 3600 s                 (0.2 s before 2.2, when the waker was unreliable)
 ///   swap the callback list under the lock, run the old one unlocked
 ///   run every timeout whose deadline has passed (heap top first; cancelled ones dropped)
@@ -257,7 +257,7 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
 ///   if stop() was called: leave
 ///   poll(poll_timeout)                    EINTR: next iteration
 ///   dispatch: pop one (fd, events) at a time and call its handler
-/// \endverbatim
+/// ~~~
 ///
 /// Changes since 2.0 (stage2): callbacks sit behind a lock, and add_callback() wakes the loop
 /// only from another thread; the clock is time_func (wall time unless configured); the
@@ -315,20 +315,30 @@ class PollIOLoop : public IOLoop {
   void set_blocking_log_threshold(double seconds) override;
 
  private:
+  /// The poller the subclass chose: epoll, poll or select (Python's `_impl`).
   std::unique_ptr<Poller> impl_;
+  /// The clock of time(): the wall clock unless initialize() was given another.
   std::function<double()> time_func_;
+  /// The handler of each registered fd.
   std::unordered_map<int, Handler> handlers_;
+  /// The ready events of the last poll() still to dispatch, popped one fd at a time.
   std::unordered_map<int, std::uint32_t> events_;
-  std::vector<Callback> callbacks_;  // Guarded by callback_lock_.
+  std::vector<Callback> callbacks_;  ///< Guarded by callback_lock_.
+  /// Guards callbacks_ and closing_: add_callback() may be called from any thread (2.1).
   std::mutex callback_lock_;
-  bool closing_ = false;  // Guarded by callback_lock_.
-  // A min-heap on (deadline, seq), maintained as heapq did with push_heap and pop_heap.
+  bool closing_ = false;  ///< Guarded by callback_lock_.
+  /// A min-heap on (deadline, seq), maintained as heapq did with push_heap and pop_heap.
   std::vector<TimeoutHandle> timeouts_;
+  /// Breaks ties between equal deadlines: the timeout added first runs first.
   std::uint64_t next_timeout_seq_ = 0;
+  /// True while start() runs.
   std::atomic<bool> running_{false};
-  std::atomic<bool> stopped_{false};  // stop() while not running: the next start() returns.
+  std::atomic<bool> stopped_{false};  ///< stop() while not running: the next start() returns.
+  /// The thread running start(), so add_callback() knows whether to wake the loop.
   std::atomic<std::thread::id> thread_ident_{};
+  /// Seconds a handler may block the loop before the watchdog logs it; 0 turns it off.
   double blocking_log_threshold_ = 0;
+  /// The pipe that wakes a sleeping poll().
   std::unique_ptr<Waker> waker_;
 };
 
@@ -367,17 +377,28 @@ class PeriodicCallback {
   void stop();
 
  private:
+  /// What the booked timeouts need: the callback, its period and the loop.
   struct State {
+    /// The function run every period.
     IOLoop::Callback callback;
-    double callback_time;  // Milliseconds.
+    double callback_time;  ///< Milliseconds.
+    /// The loop the timeouts are booked on.
     IOLoop& io_loop;
+    /// True between start() and stop().
     bool running = false;
+    /// The grid point of the next run.
     double next_timeout = 0;
+    /// The booked timeout, cancelled by stop().
     IOLoop::TimeoutHandle timeout;
   };
+  /// Books the next run on the grid, skipping slots already past.
+  /// \tornado{tornado/ioloop.py,PeriodicCallback._schedule_next}
   static void schedule_next_(const std::shared_ptr<State>& state);
+  /// Runs the callback once, unless stopped, then books the next run.
+  /// \tornado{tornado/ioloop.py,PeriodicCallback._run}
   static void run_(const std::shared_ptr<State>& state);
 
+  /// Shared with the booked timeout, which outlives this object if it must.
   std::shared_ptr<State> state_;
 };
 

@@ -76,10 +76,12 @@ class Configurable {
   static void restore_configuration(Saved saved) { state_() = std::move(saved); }
 
  private:
+  /// The configuration of this base class: the chosen implementation, if any.
   static Saved& state_() {
     static Saved state;
     return state;
   }
+  /// The implementation called `name`; throws std::invalid_argument naming the valid ones.
   static const Implementation& find_(const std::string& name) {
     std::string valid;
     for (const Implementation& implementation : Base::configurable_implementations()) {

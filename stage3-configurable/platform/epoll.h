@@ -26,6 +26,7 @@ class EPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
+  /// The epoll instance.
   int epoll_fd_;
 };
 

@@ -27,8 +27,9 @@ class PosixPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
+  /// The array poll() is given, one entry per registered fd.
   std::vector<pollfd> fds_;
-  std::unordered_map<int, std::size_t> index_;  // fd -> its slot in fds_.
+  std::unordered_map<int, std::size_t> index_;  ///< fd -> its slot in fds_.
 };
 
 // The loop's bits map onto poll's for reading and writing; error bits are translated.

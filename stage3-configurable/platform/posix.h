@@ -35,7 +35,9 @@ class Waker {
   void consume();
 
  private:
+  /// The pipe's read end, registered with the loop.
   int reader_ = -1;
+  /// The pipe's write end, written by wake().
   int writer_ = -1;
 };
 

@@ -28,7 +28,10 @@ class Select final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  std::vector<int> read_fds_, write_fds_, error_fds_;  // Sorted, without duplicates.
+  // Each sorted, without duplicates.
+  std::vector<int> read_fds_;   ///< The fds watched for READ.
+  std::vector<int> write_fds_;  ///< The fds watched for WRITE.
+  std::vector<int> error_fds_;  ///< The fds watched for ERROR (select's exception set).
 };
 
 /// A PollIOLoop over select().
