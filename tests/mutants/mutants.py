@@ -39,10 +39,8 @@ MUTANTS = [
         "name": "prefork-child-crashes-on-bad-request",
         "what": "a stage1 process aborts right after answering 400 (seen in the prefork mode)",
         "file": "stage1-v1.0/httpserver.cc",
-        "find": "                 \"\\r\\nConnection: close\\r\\n\\r\\n\" + body);\n"
-                "  stream_->close_gracefully();\n",
-        "replace": "                 \"\\r\\nConnection: close\\r\\n\\r\\n\" + body);\n"
-                   "  stream_->close_gracefully();\n"
+        "find": "  stream_->write(error_response(code));\n  stream_->close_gracefully();\n",
+        "replace": "  stream_->write(error_response(code));\n  stream_->close_gracefully();\n"
                    "  if (code == 400) stream_->io_loop().add_callback([] { std::abort(); });\n",
         "targets": ["stage1-blackbox"],
         "tests": r"^stage1/blackbox\[processes2\]/a (malformed request line|bad HTTP version)",
@@ -68,9 +66,9 @@ MUTANTS = [
     {
         "name": "backlog-128",
         "what": "stage1 listens with Tornado's own backlog of 128",
-        "file": "stage1-v1.0/httpserver.cc",
-        "find": "::listen(fd, 1024)",
-        "replace": "::listen(fd, 128)",
+        "file": "stage1-v1.0/contract.h",
+        "find": "kListenBacklog = 1024;",
+        "replace": "kListenBacklog = 128;",
         "targets": ["stage1-blackbox"],
         "tests": r"^stage1/blackbox/the listen backlog",
     },
