@@ -29,8 +29,7 @@ class Supervisor {
   void stop_children(double grace_seconds = 5.0) const;
 
  private:
-  /// The pid of the process that created the Supervisor: the prefork parent.
-  int parent_pid_;
+  int parent_pid_;  ///< The pid of the process that created the Supervisor: the prefork parent.
 };
 
 }  // namespace course

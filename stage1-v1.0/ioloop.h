@@ -203,30 +203,21 @@ class IOLoop {
   /// \tornado{tornado/ioloop.py,IOLoop._read_waker}
   void read_waker_(int fd, std::uint32_t events);
 
-  /// The poller: epoll, or select() where epoll is missing (Python's `_impl`).
-  std::unique_ptr<Poller> impl_;
-  /// The handler of each registered fd.
-  std::unordered_map<int, Handler> handlers_;
-  /// The ready events of the last poll() still to dispatch, popped one fd at a time.
-  std::unordered_map<int, std::uint32_t> events_;
+  std::unique_ptr<Poller> impl_;                   ///< The poller (Python's `_impl`).
+  std::unordered_map<int, Handler> handlers_;      ///< The handler of each registered fd.
+  std::unordered_map<int, std::uint32_t> events_;  ///< Ready events still to dispatch.
   /// Python's set of callables. C++ callables are not comparable, so each entry gets an id;
   /// the unordered map keeps the set's property that no iteration order is promised.
   std::unordered_map<CallbackId, Callback> callbacks_;
-  /// The id the next add_callback() hands out.
-  CallbackId next_callback_id_ = 0;
+  CallbackId next_callback_id_ = 0;  ///< The id the next add_callback() hands out.
   /// Kept sorted by (deadline, seq), like the list bisect.insort maintained.
   std::vector<TimeoutHandle> timeouts_;
-  /// Breaks ties between equal deadlines: the timeout added first runs first.
-  std::uint64_t next_timeout_seq_ = 0;
-  /// True while start() runs.
-  bool running_ = false;
+  std::uint64_t next_timeout_seq_ = 0;  ///< Orders equal deadlines by insertion.
+  bool running_ = false;                ///< True while start() runs.
   bool stopped_ = false;  ///< stop() was called while not running: the next start() returns.
-  /// Seconds a handler may block the loop before the watchdog logs it; 0 turns it off.
-  double blocking_log_threshold_ = 0;
-  /// The waker pipe's read end, registered with the poller.
-  int waker_reader_ = -1;
-  /// The waker pipe's write end, written by wake_().
-  int waker_writer_ = -1;
+  double blocking_log_threshold_ = 0;  ///< The watchdog's limit in seconds; 0: off.
+  int waker_reader_ = -1;              ///< The waker pipe's read end, registered with the poller.
+  int waker_writer_ = -1;              ///< The waker pipe's write end, written by wake_().
 };
 
 /// Calls a function every `callback_time` milliseconds, from the loop.
@@ -267,12 +258,10 @@ class PeriodicCallback {
  private:
   /// What the booked timeouts need: the callback, its period and the loop.
   struct State {
-    /// The function run every period.
-    IOLoop::Callback callback;
-    double callback_time;  ///< Milliseconds.
-    /// The loop the timeouts are booked on.
-    IOLoop& io_loop;
-    bool running = true;  ///< True from construction, as in 1.0: so stop() is final.
+    IOLoop::Callback callback;  ///< The function run every period.
+    double callback_time;       ///< Milliseconds.
+    IOLoop& io_loop;            ///< The loop the timeouts are booked on.
+    bool running = true;        ///< True from construction, as in 1.0: so stop() is final.
   };
   /// Books the next run `callback_time` from now.
   /// \tornado{tornado/ioloop.py,PeriodicCallback.start}
@@ -281,8 +270,7 @@ class PeriodicCallback {
   /// \tornado{tornado/ioloop.py,PeriodicCallback._run}
   static void run_(const std::shared_ptr<State>& state);
 
-  /// Shared with the booked timeout, which outlives this object if it must.
-  std::shared_ptr<State> state_;
+  std::shared_ptr<State> state_;  ///< Shared with the booked timeout.
 };
 
 /// The Linux poller: a thin wrapper over epoll_create1 / epoll_ctl / epoll_wait.
@@ -304,8 +292,7 @@ class EPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  /// The epoll instance.
-  int epoll_fd_;
+  int epoll_fd_;  ///< The epoll instance.
 };
 
 /// The portable fallback: select() over three fd sets.
@@ -327,10 +314,9 @@ class Select final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  // Each sorted, without duplicates.
-  std::vector<int> read_fds_;   ///< The fds watched for READ.
-  std::vector<int> write_fds_;  ///< The fds watched for WRITE.
-  std::vector<int> error_fds_;  ///< The fds watched for ERROR (select's exception set).
+  std::vector<int> read_fds_;   ///< Watched for READ; sorted, no duplicates.
+  std::vector<int> write_fds_;  ///< Watched for WRITE; sorted, no duplicates.
+  std::vector<int> error_fds_;  ///< Watched for ERROR; sorted, no duplicates.
 };
 
 /// Chooses the poller as the 1.0 module did: epoll where the platform has it, kqueue on BSD

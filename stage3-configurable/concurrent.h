@@ -75,14 +75,10 @@ class Future : public std::enable_shared_from_this<Future<T>> {
       callback(this->shared_from_this());
   }
 
-  /// True once a result or an exception is set.
-  bool done_ = false;
-  /// The result, once set_result() was called.
-  std::optional<T> result_;
-  /// The exception, once set_exception() was called.
-  std::exception_ptr error_;
-  /// Callbacks waiting for the future to be done.
-  std::vector<DoneCallback> callbacks_;
+  bool done_ = false;                    ///< True once a result or an exception is set.
+  std::optional<T> result_;              ///< The result, once set_result() was called.
+  std::exception_ptr error_;             ///< The exception, once set_exception() was called.
+  std::vector<DoneCallback> callbacks_;  ///< Callbacks waiting for the future to be done.
 };
 
 }  // namespace tornado

@@ -315,31 +315,21 @@ class PollIOLoop : public IOLoop {
   void set_blocking_log_threshold(double seconds) override;
 
  private:
-  /// The poller the subclass chose: epoll, poll or select (Python's `_impl`).
-  std::unique_ptr<Poller> impl_;
-  /// The clock of time(): the wall clock unless initialize() was given another.
-  std::function<double()> time_func_;
-  /// The handler of each registered fd.
-  std::unordered_map<int, Handler> handlers_;
-  /// The ready events of the last poll() still to dispatch, popped one fd at a time.
-  std::unordered_map<int, std::uint32_t> events_;
-  std::vector<Callback> callbacks_;  ///< Guarded by callback_lock_.
-  /// Guards callbacks_ and closing_: add_callback() may be called from any thread (2.1).
-  std::mutex callback_lock_;
-  bool closing_ = false;  ///< Guarded by callback_lock_.
+  std::unique_ptr<Poller> impl_;                   ///< The poller (Python's `_impl`).
+  std::function<double()> time_func_;              ///< The clock time() reads.
+  std::unordered_map<int, Handler> handlers_;      ///< The handler of each registered fd.
+  std::unordered_map<int, std::uint32_t> events_;  ///< Ready events still to dispatch.
+  std::vector<Callback> callbacks_;                ///< Guarded by callback_lock_.
+  std::mutex callback_lock_;                       ///< Guards callbacks_ and closing_ (2.1).
+  bool closing_ = false;                           ///< Guarded by callback_lock_.
   /// A min-heap on (deadline, seq), maintained as heapq did with push_heap and pop_heap.
   std::vector<TimeoutHandle> timeouts_;
-  /// Breaks ties between equal deadlines: the timeout added first runs first.
-  std::uint64_t next_timeout_seq_ = 0;
-  /// True while start() runs.
-  std::atomic<bool> running_{false};
-  std::atomic<bool> stopped_{false};  ///< stop() while not running: the next start() returns.
-  /// The thread running start(), so add_callback() knows whether to wake the loop.
-  std::atomic<std::thread::id> thread_ident_{};
-  /// Seconds a handler may block the loop before the watchdog logs it; 0 turns it off.
-  double blocking_log_threshold_ = 0;
-  /// The pipe that wakes a sleeping poll().
-  std::unique_ptr<Waker> waker_;
+  std::uint64_t next_timeout_seq_ = 0;  ///< Orders equal deadlines by insertion.
+  std::atomic<bool> running_{false};    ///< True while start() runs.
+  std::atomic<bool> stopped_{false};    ///< stop() while not running: the next start() returns.
+  std::atomic<std::thread::id> thread_ident_{};  ///< The thread inside start().
+  double blocking_log_threshold_ = 0;            ///< The watchdog's limit in seconds; 0: off.
+  std::unique_ptr<Waker> waker_;                 ///< The pipe that wakes a sleeping poll().
 };
 
 /// Calls a function every `callback_time` milliseconds, on a fixed grid.
@@ -379,17 +369,12 @@ class PeriodicCallback {
  private:
   /// What the booked timeouts need: the callback, its period and the loop.
   struct State {
-    /// The function run every period.
-    IOLoop::Callback callback;
-    double callback_time;  ///< Milliseconds.
-    /// The loop the timeouts are booked on.
-    IOLoop& io_loop;
-    /// True between start() and stop().
-    bool running = false;
-    /// The grid point of the next run.
-    double next_timeout = 0;
-    /// The booked timeout, cancelled by stop().
-    IOLoop::TimeoutHandle timeout;
+    IOLoop::Callback callback;      ///< The function run every period.
+    double callback_time;           ///< Milliseconds.
+    IOLoop& io_loop;                ///< The loop the timeouts are booked on.
+    bool running = false;           ///< True between start() and stop().
+    double next_timeout = 0;        ///< The grid point of the next run.
+    IOLoop::TimeoutHandle timeout;  ///< The booked timeout, cancelled by stop().
   };
   /// Books the next run on the grid, skipping slots already past.
   /// \tornado{tornado/ioloop.py,PeriodicCallback._schedule_next}
@@ -398,8 +383,7 @@ class PeriodicCallback {
   /// \tornado{tornado/ioloop.py,PeriodicCallback._run}
   static void run_(const std::shared_ptr<State>& state);
 
-  /// Shared with the booked timeout, which outlives this object if it must.
-  std::shared_ptr<State> state_;
+  std::shared_ptr<State> state_;  ///< Shared with the booked timeout.
 };
 
 // ---------------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ class EPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  /// The epoll instance.
-  int epoll_fd_;
+  int epoll_fd_;  ///< The epoll instance.
 };
 
 // The loop's bits are epoll's bits: checked here, where both are in view.

@@ -27,8 +27,7 @@ class PosixPoll final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  /// The array poll() is given, one entry per registered fd.
-  std::vector<pollfd> fds_;
+  std::vector<pollfd> fds_;  ///< The array poll() is given, one entry per registered fd.
   std::unordered_map<int, std::size_t> index_;  ///< fd -> its slot in fds_.
 };
 

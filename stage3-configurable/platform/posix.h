@@ -35,10 +35,8 @@ class Waker {
   void consume();
 
  private:
-  /// The pipe's read end, registered with the loop.
-  int reader_ = -1;
-  /// The pipe's write end, written by wake().
-  int writer_ = -1;
+  int reader_ = -1;  ///< The pipe's read end, registered with the loop.
+  int writer_ = -1;  ///< The pipe's write end, written by wake().
 };
 
 }  // namespace tornado

@@ -28,10 +28,9 @@ class Select final : public Poller {
   EventPairs poll(double timeout) override;
 
  private:
-  // Each sorted, without duplicates.
-  std::vector<int> read_fds_;   ///< The fds watched for READ.
-  std::vector<int> write_fds_;  ///< The fds watched for WRITE.
-  std::vector<int> error_fds_;  ///< The fds watched for ERROR (select's exception set).
+  std::vector<int> read_fds_;   ///< Watched for READ; sorted, no duplicates.
+  std::vector<int> write_fds_;  ///< Watched for WRITE; sorted, no duplicates.
+  std::vector<int> error_fds_;  ///< Watched for ERROR; sorted, no duplicates.
 };
 
 /// A PollIOLoop over select().
