@@ -126,29 +126,35 @@ class IOStream {
   IOLoop& io_loop() const { return io_loop_; }
 
  private:
+  /// Dispatches one event. \tornado{tornado/iostream.py,IOStream._handle_events}
   void handle_events_(int fd, std::uint32_t events);
+  /// Reads once; runs a satisfied read. \tornado{tornado/iostream.py,IOStream._handle_read}
   void handle_read_();
+  /// Sends; calls back once empty. \tornado{tornado/iostream.py,IOStream._handle_write}
   void handle_write_();
+  /// Takes `loc` bytes off the buffer. \tornado{tornado/iostream.py,IOStream._consume}
   std::string consume_(std::size_t loc);
+  /// Throws when closed. \tornado{tornado/iostream.py,IOStream._check_closed}
   void check_closed_() const;
+  /// Also watches `state`. \tornado{tornado/iostream.py,IOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
 
-  int fd_;
-  IOLoop& io_loop_;
-  std::size_t max_buffer_size_;
-  std::size_t read_chunk_size_;
-  std::string read_buffer_;
-  std::string write_buffer_;
-  std::optional<std::string> read_delimiter_;
-  std::optional<std::size_t> read_bytes_;
-  std::size_t read_max_bytes_ = 0;  // 0: no limit (course extension, see read_until()).
-  ReadCallback read_callback_;
-  Callback read_too_long_callback_;
-  Callback write_callback_;
-  Callback close_callback_;
-  std::uint32_t state_;
-  bool lingering_ = false;  // close_gracefully(): input is discarded until EOF or timeout.
-  IOLoop::TimeoutHandle linger_timeout_;
+  int fd_;                                     ///< The socket; -1 once closed.
+  IOLoop& io_loop_;                            ///< The loop the socket is registered with.
+  std::size_t max_buffer_size_;                ///< A read buffer this large closes the stream.
+  std::size_t read_chunk_size_;                ///< The most one recv() asks for.
+  std::string read_buffer_;                    ///< Received bytes no read has taken yet.
+  std::string write_buffer_;                   ///< Bytes write() took that are not sent yet.
+  std::optional<std::string> read_delimiter_;  ///< What the pending read_until() waits for.
+  std::optional<std::size_t> read_bytes_;      ///< What the pending read_bytes() waits for.
+  std::size_t read_max_bytes_ = 0;   ///< 0: no limit (course extension, see read_until()).
+  ReadCallback read_callback_;       ///< The pending read's callback; empty when none is pending.
+  Callback read_too_long_callback_;  ///< Called when read_max_bytes_ pass unmatched.
+  Callback write_callback_;          ///< Runs once the write buffer is empty.
+  Callback close_callback_;          ///< Runs once when the stream closes.
+  std::uint32_t state_;              ///< The events the loop watches for the socket.
+  bool lingering_ = false;  ///< close_gracefully(): input is discarded until EOF or timeout.
+  IOLoop::TimeoutHandle linger_timeout_;  ///< Ends close_gracefully()'s wait.
 };
 
 }  // namespace tornado
