@@ -64,6 +64,22 @@ def drop_blank_arguments(responses):
 # start anywhere.
 SPLIT_TARGET = re.compile(rb"#|(?:^|[ \n])(?:[A-Za-z][A-Za-z0-9+.-]*:[^ \r\n]|//)")
 
+
+MULTIPART_PREFIX = b"multipart/form-data; boundary="
+
+
+def unusual_boundary(data):
+    """True when a multipart Content-Type is spelled so that 0.1, 1.0 and 2.0 find different
+    boundaries: anything but the exact prefix followed by a plain boundary."""
+    for value in re.findall(rb"(?im)^content-type:[ \t]*([^\r\n]*)", data):
+        if b"multipart/form-data" not in value:
+            continue
+        rest = value[len(MULTIPART_PREFIX):]
+        if (not value.startswith(MULTIPART_PREFIX) or not rest
+                or any(c in rest for c in (b"boundary", b";", b'"', b" ", b"\t"))):
+            return True
+    return False
+
 # Each entry either normalises every answer ("normalise", always applied), or, for a case it
 # "applies" to, lets the stages in "split" answer differently from the others ("split": each
 # side must still agree within itself).
@@ -99,6 +115,30 @@ DOCUMENTED = [
                    "_parse_header)",
         "applies": lambda data: b"multipart/form-data" in data,
         "split": {3},
+    },
+    {
+        "name": "where the multipart boundary is taken from (0.1)",
+        "rule": "0.1 takes everything after the first 30 characters of Content-Type as the "
+                "boundary, which is right only for the exact spelling "
+                "'multipart/form-data; boundary=' and an unquoted boundary; 1.0 splits at the "
+                "first 'boundary=' and removes one pair of quotes",
+        "tornado": "2afa9734:tornado/httpserver.py HTTPConnection._on_request_body "
+                   "(content_type[30:]); v1.0.0:tornado/httpserver.py "
+                   "HTTPConnection._on_request_body (content_type.split('boundary=', 1)) and "
+                   "_parse_mime_body",
+        "applies": lambda data: unusual_boundary(data),
+        "split": {0},
+    },
+    {
+        "name": "where the multipart boundary is taken from (1.0)",
+        "rule": "1.0 takes everything after the first 'boundary=' anywhere in Content-Type "
+                "(';' included); 2.0 takes the value of the first parameter named exactly "
+                "'boundary'",
+        "tornado": "v1.0.0:tornado/httpserver.py HTTPConnection._on_request_body; "
+                   "v2.0.0:tornado/httpserver.py HTTPConnection._on_request_body "
+                   "(field.strip().partition('='))",
+        "applies": lambda data: unusual_boundary(data),
+        "split": {1},
     },
 ]
 
