@@ -139,11 +139,14 @@ void IOLoop::start() {
     // fresh list and waits for the next iteration, so a callback that re-adds itself cannot
     // starve I/O.
     std::vector<Callback> callbacks;
-    callbacks.swap(callbacks_);
+    {
+      std::lock_guard<std::mutex> lock(callbacks_mutex_);
+      callbacks.swap(callbacks_);
+    }
     for (const Callback& callback : callbacks)
       run_callback_(callback);
 
-    if (!callbacks_.empty()) poll_timeout = 0.0;
+    if (std::lock_guard<std::mutex> lock(callbacks_mutex_); !callbacks_.empty()) poll_timeout = 0.0;
 
     if (!timeouts_.empty()) {
       double now = time();
@@ -244,7 +247,15 @@ void IOLoop::remove_timeout(const TimeoutHandle& timeout) {
 void IOLoop::add_callback(Callback callback) {
   // Wake only when the list was empty: a non-empty list means a wake is already pending.
   // 2.0 woke *before* appending, a race with another thread that 2.1 closed with a lock.
-  if (callbacks_.empty()) wake_();
+  // Course deviation: each list operation takes callbacks_mutex_, as the GIL made each one
+  // atomic in Python; the test and the append stay two steps, so 2.0's race is kept.
+  bool was_empty;
+  {
+    std::lock_guard<std::mutex> lock(callbacks_mutex_);
+    was_empty = callbacks_.empty();
+  }
+  if (was_empty) wake_();
+  std::lock_guard<std::mutex> lock(callbacks_mutex_);
   callbacks_.push_back(std::move(callback));
 }
 

@@ -7,6 +7,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -72,8 +73,8 @@ class Poller {
 /// clears the callback and leaves the entry in the heap (lazy cancellation).
 ///
 /// Historical weaknesses kept on purpose, each fixed in a later stage:
-/// - add_callback() is not thread-safe although 2.0 said so: it wakes the loop *before*
-///   appending and takes no lock (2.1 added the lock, stage3);
+/// - add_callback() from another thread wakes the loop *before* appending, so the loop may
+///   find nothing and sleep on (2.1 closed the race with a lock, stage3);
 /// - cancelled timeouts stay in the heap until they reach its top (3.2 compacts the heap).
 ///
 /// \tornado{tornado/ioloop.py,IOLoop}
@@ -161,8 +162,8 @@ class IOLoop {
   /// Runs `callback` on the next iteration of the loop and tries to wake the loop.
   ///
   /// Callbacks run in the order they were added. The loop is woken only when the list was
-  /// empty, since otherwise a wake is already on its way. Loop thread only: 2.0 promised
-  /// safety from any thread but took no lock and woke before appending (fixed in 2.1).
+  /// empty, since otherwise a wake is already on its way. 2.0 promised safety from any
+  /// thread but woke before appending, so a loop woken in between sleeps on (fixed in 2.1).
   /// (remove_callback() is gone: 1.1 removed it.)
   /// \tornado{tornado/ioloop.py,IOLoop.add_callback}
   void add_callback(Callback callback);
@@ -202,8 +203,8 @@ class IOLoop {
   std::unique_ptr<Poller> impl_;                   ///< The poller (Python's `_impl`).
   std::unordered_map<int, Handler> handlers_;      ///< The handler of each registered fd.
   std::unordered_map<int, std::uint32_t> events_;  ///< Ready events still to dispatch.
-  /// Callbacks for the next iteration, in the order they were added.
-  std::vector<Callback> callbacks_;
+  std::vector<Callback> callbacks_;  ///< Callbacks for the next iteration, in order.
+  std::mutex callbacks_mutex_;       ///< Course deviation: guards each use of callbacks_.
   /// A min-heap on (deadline, seq), maintained as heapq did with push_heap and pop_heap.
   std::vector<TimeoutHandle> timeouts_;
   std::uint64_t next_timeout_seq_ = 0;  ///< Orders equal deadlines by insertion.
