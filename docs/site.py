@@ -22,10 +22,8 @@ that makes them. It also copies the benchmark results into SITE/bench/.
 `landing` writes the landing page: one row per stage with direct links to the annotated
 source of the loop and of IOStream's read path, the course page, and the diff pages; the
 benchmark's results.md rendered by cmark-gfm; and the reference pages written in Markdown
-beside this script (designs, exercises, glossary) plus one printable page of the four
-course pages.
-It also renders docs/running.md ("Running it like FriendFeed") to SITE/running.html, with
-the same bench markers filled in from SITE/bench/.
+beside this script (running, designs, exercises, glossary; their bench markers filled in
+from SITE/bench/) plus one printable page of the four course pages.
 """
 
 import argparse
@@ -460,54 +458,30 @@ def markdown(text):
 
 
 
-# --- running.html -------------------------------------------------------------------------
+# --- bench markers in reference pages ---------------------------------------------------
 
-def write_running_page(site):
-    """docs/running.md as SITE/running.html, rendered by cmark-gfm (Debian's cmark-gfm)."""
-    with open(os.path.join(DOCS_DIR, "running.md"), encoding="utf-8") as f:
-        lines = f.readlines()
+def fill_bench_markers(text, bench_dir):
+    """Each `<!-- bench: keyword | caption -->` line of a reference page becomes the plots of
+    `bench_dir` (SITE/bench/) whose names hold the keyword, or a note that the benchmark has
+    not run."""
     out = []
-    for line in lines:
+    for line in text.splitlines(keepends=True):
         m = BENCH_MARKER.match(line)
         if not m:
             out.append(line)
             continue
         keyword, caption = m.group(1), m.group(2) or m.group(1)
-        bench = os.path.join(site, "bench")
-        plots = [p for p in bench_plots(bench) if keyword.lower() in os.path.basename(p).lower()]
+        plots = [p for p in bench_plots(bench_dir)
+                 if keyword.lower() in os.path.basename(p).lower()]
         if plots:
-            out.extend(f'<figure><img src="bench/{html.escape(p)}" alt="{html.escape(caption)}">'
-                       f"<figcaption>{html.escape(caption)} ({html.escape(p)})</figcaption>"
-                       "</figure>\n\n" for p in plots)
+            out.extend(f'<figure class="plot"><a href="bench/{html.escape(p)}">'
+                       f'<img src="bench/{html.escape(p)}" alt="{html.escape(caption)}"></a>'
+                       f"<figcaption>{html.escape(caption)}</figcaption></figure>\n\n"
+                       for p in plots)
         else:
             out.append(f"> **Plot: {caption}.** The benchmark has not been run on this machine "
                        "yet: `make bench` (or `make bench-quick`), then `make docs`.\n\n")
-    # --unsafe keeps the page's own HTML (links, figures); the page is ours, not a reader's.
-    body = subprocess.run(["cmark-gfm", "--unsafe", "-e", "table"], input="".join(out),
-                          capture_output=True, text=True, check=True).stdout
-    with open(os.path.join(site, "running.html"), "w", encoding="utf-8") as f:
-        f.write(RUNNING_TEMPLATE.format(body=body))
-
-
-RUNNING_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tornado-stages: running it like FriendFeed</title>
-<link rel="stylesheet" href="landing.css">
-<style>
-  pre {{ background: #f4f4f4; padding: 0.6em 0.9em; overflow-x: auto; }}
-  pre code {{ padding: 0; background: none; }}
-  blockquote {{ border-left: 4px solid #ccc; margin-left: 0; padding-left: 1em; }}
-  figure img {{ max-width: 100%; }}
-</style>
-</head>
-<body class=page>
-{body}
-</body>
-</html>
-"""
+    return "".join(out)
 
 
 # --- landing ------------------------------------------------------------------------------
@@ -665,7 +639,6 @@ def cmd_landing(args):
     with open(os.path.join(site, "index.html"), "w", encoding="utf-8") as f:
         f.write(page)
     shutil.copy(os.path.join(DOCS_DIR, "landing.css"), os.path.join(site, "landing.css"))
-    write_running_page(site)
 
 
 TEMPLATE = """<!DOCTYPE html>
@@ -778,7 +751,8 @@ def write_results_page(bench):
 
 
 # The reference pages beside the course pages: Markdown in docs/, rendered by cmark-gfm.
-REFERENCE_PAGES = [("designs", "The four designs side by side"),
+REFERENCE_PAGES = [("running", "Running it like FriendFeed"),
+                   ("designs", "The four designs side by side"),
                    ("exercises", "Exercises: hints and worked answers"),
                    ("glossary", "Glossary")]
 
@@ -864,6 +838,7 @@ def write_reference_pages(site):
             text = f.read()
         text = CODE_LINK.sub(lambda m: f"({code_link(site, m.group(1), m.group(2))})", text)
         text = text.replace("<!-- sequences -->", sequences_html(site))
+        text = fill_bench_markers(text, os.path.join(site, "bench"))
         body = markdown(text)
         body = re.sub(r"<h2>(.*?)</h2>",
                       lambda m: f'<h2 id="{slug(re.sub("<[^>]+>", "", m.group(1)))}">'
