@@ -169,8 +169,8 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
       //
       // Course contract: at most kHandshakeTimeout (1 s) per handshake. 1.0 had no bound: one
       // client that connected and sent nothing stopped the server for good. With the bound, a
-      // stalled client still stops everyone for a second. Stage2 (2.0's SSLIOStream) moves
-      // the handshake into the IOLoop.
+      // stalled client still stops everyone for a second. Tornado 1.1's SSLIOStream moved
+      // the handshake into the IOLoop (stage2, as 2.0 had it).
       try {
         connection = ssl::wrap_socket(ssl_context_, fd, kHandshakeTimeout);
       } catch (const std::exception& e) {
@@ -454,7 +454,7 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
     if (this->protocol.empty()) this->protocol = "http";
   } else {
     this->remote_ip = std::move(remote_ip);
-    // Course contract: "https" on a TLS connection, as 2.0 reported it. 1.0 said "http"
+    // Course contract: "https" on a TLS connection, as 1.2 reported it. 1.0 said "http"
     // unless the caller said otherwise, HTTPS or not.
     if (!protocol.empty()) {
       this->protocol = std::move(protocol);

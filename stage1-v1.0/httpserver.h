@@ -63,7 +63,7 @@ struct HTTPFile {
 ///
 /// Every accepted socket is wrapped and its TLS handshake completed inside the accept handler,
 /// blocking: while one client handshakes, nobody else is served or accepted (see
-/// handle_events_()). 2.0 moved the handshake into the IOLoop (stage2).
+/// handle_events_()). 1.1 moved the handshake into the IOLoop (stage2, as 2.0 had it).
 ///
 /// Ownership: the server owns its listening socket. Each accepted connection owns itself
 /// (see HTTPConnection) and the server keeps only weak references, to close what is still

@@ -217,7 +217,7 @@ void IOStream::handle_read_() {
     } catch (const ssl::SSLError& e) {
       // Deviation: 1.0 compared the SSLError's code with EAGAIN, so SSL_ERROR_WANT_READ (a
       // record that arrived in two TCP segments) was a read error that closed the connection.
-      // It means only "wait", as 2.0's SSLIOStream knew.
+      // It means only "wait", as 1.1's SSLIOStream knew.
       if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return;
       LOG_WARNING("Read error on %d: %s", fd_, e.what());
       close();
