@@ -208,8 +208,8 @@ void HTTPServer::handle_events_(int fd, std::uint32_t) {
     }
     std::unique_ptr<ssl::SSLSocket> connection;
     if (ssl_context_) {
-      // ssl.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), new in
-      // 2.0: only the session is created here. The handshake that 1.0 completed in this
+      // ssl.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), since
+      // 1.1: only the session is created here. The handshake that 1.0 completed in this
       // handler, blocking the loop, is left to the SSLIOStream and the loop's events.
       try {
         connection = std::make_unique<ssl::SSLSocket>(ssl_context_, fd);
@@ -445,7 +445,7 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
     if (!protocol.empty()) {
       this->protocol = std::move(protocol);
     } else if (this->connection && dynamic_cast<SSLIOStream*>(&this->connection->stream())) {
-      this->protocol = "https";  // New in 2.0: a request over an SSLIOStream says so.
+      this->protocol = "https";  // Since 1.2: a request over an SSLIOStream says so.
     } else {
       this->protocol = "http";
     }

@@ -53,7 +53,7 @@ int cpu_count();
 /// \endcode
 ///
 /// HTTPS on the same port with `ssl_options` (the certificate and key, and for client
-/// certificates the CA file and `cert_reqs`). New in 2.0: the accept handler only wraps the
+/// certificates the CA file and `cert_reqs`). Since 1.1: the accept handler only wraps the
 /// socket, with no handshake, and builds an SSLIOStream, which runs the handshake on the
 /// loop's READ and WRITE events. 1.0 completed it right here, blocking every other client
 /// while one was slow (stage1).
@@ -246,7 +246,7 @@ class HTTPRequest {
   /// Seconds from construction to finish(), or to now if not finished.
   /// \tornado{tornado/httpserver.py,HTTPRequest.request_time}
   double request_time() const;
-  /// The client's certificate, new in 2.0: its subject as an RFC 2253 string, when the
+  /// The client's certificate (since 1.2): its subject as an RFC 2253 string, when the
   /// connection is TLS and the client sent a certificate that verified against `ca_certs`
   /// (the server's `cert_reqs` optional or required); std::nullopt otherwise.
   ///

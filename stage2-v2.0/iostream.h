@@ -252,8 +252,9 @@ class IOStream {
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
-/// An IOStream over TLS, new in 2.0: the handshake is one more state of the stream, driven by
-/// the loop's READ and WRITE events instead of blocking the accept handler as in 1.0.
+/// An IOStream over TLS (Tornado 1.1; the client side came in 1.2): the handshake is one more state
+/// of the stream, driven by the loop's READ and WRITE events instead of blocking the accept handler
+/// as in 1.0.
 ///
 /// A server wraps an accepted socket without a handshake (2.0's
 /// `ssl.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)`) and hands

@@ -8,8 +8,8 @@
 // Content-Length. Start a server first, e.g. `stageN-server --port 8888 &` and then
 // `stageN-fetch 8888 /request`.
 //
-// New in 2.0, an https:// URL goes through an SSLIOStream: connect() runs the TLS handshake
-// on the loop before the connect callback, and everything after it is unchanged. The
+// Since 1.2 (and so in 2.0), an https:// URL goes through an SSLIOStream: connect() runs the TLS
+// handshake on the loop before the connect callback, and everything after it is unchanged. The
 // server's certificate must verify against CA_FILE (the system's CAs without one), e.g.
 // `stage2-server --port 8443 --certfile server.crt --keyfile server.key &` and then
 // `stage2-fetch https://127.0.0.1:8443/request ca.crt`. Like 2.0's SSLIOStream it sends no
