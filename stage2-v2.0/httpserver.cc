@@ -42,9 +42,8 @@ HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOL
       no_keep_alive_(no_keep_alive),
       io_loop_(io_loop),
       xheaders_(xheaders),
-      max_body_size_(max_body_size),
-      ssl_options_(std::move(ssl_options)) {
-  if (ssl_options_) ssl_context_ = ssl::SSLContext::server(*ssl_options_);
+      max_body_size_(max_body_size) {
+  if (ssl_options) ssl_context_ = ssl::SSLContext::server(*ssl_options);
 }
 
 HTTPServer::~HTTPServer() {
@@ -479,8 +478,8 @@ std::optional<std::string> HTTPRequest::get_ssl_certificate() const {
   // 2.0: self.connection.stream.socket.getpeercert(), None on an SSLError.
   if (!connection) return std::nullopt;
   auto* stream = dynamic_cast<SSLIOStream*>(&connection->stream());
-  if (!stream || !stream->socket()) return std::nullopt;
-  return stream->socket()->peer_subject();
+  if (!stream || !stream->ssl_socket()) return std::nullopt;
+  return stream->ssl_socket()->peer_subject();
 }
 
 }  // namespace tornado

@@ -52,11 +52,18 @@ int cpu_count();
 /// tornado::IOLoop::instance().start();
 /// \endcode
 ///
-/// HTTPS on the same port with `ssl_options` (the certificate and key, and for client
-/// certificates the CA file and `cert_reqs`). Since 1.1: the accept handler only wraps the
-/// socket, with no handshake, and builds an SSLIOStream, which runs the handshake on the
-/// loop's READ and WRITE events. 1.0 completed it right here, blocking every other client
-/// while one was slow (stage1).
+/// HTTPS, given `ssl_options` (Python's keyword arguments to ssl.wrap_socket()):
+///
+/// \code
+/// tornado::HTTPServer http_server(handle_request, false, nullptr, false,
+///                                 tornado::HTTPServer::kDefaultMaxBodySize,
+///                                 tornado::ssl::SSLOptions{"mydomain.crt", "mydomain.key"});
+/// \endcode
+///
+/// Since 1.1 the accept handler only wraps the socket, with no handshake, and builds an
+/// SSLIOStream, which runs the handshake on the loop's READ and WRITE events (see
+/// handle_events_()). 1.0 completed it right there, blocking every other client while one
+/// was slow (stage1).
 ///
 /// Ownership: the server owns its listening socket. Each accepted connection owns itself
 /// (see HTTPConnection) and the server keeps only weak references, to close what is still
@@ -74,10 +81,10 @@ class HTTPServer {
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
   ///
-  /// `ssl_options`: serve HTTPS. Course contract: the files are loaded here, once, into the
-  /// SSLContext every connection shares, and a missing, unreadable or mismatched one throws
-  /// std::runtime_error at once; 2.0 handed the options to ssl.wrap_socket() for every
-  /// accepted socket, so a bad file only showed as every connection failing.
+  /// `ssl_options`: serve HTTPS with these files. Deviation: they are loaded here, once, and
+  /// a missing, unreadable or mismatched file throws std::runtime_error with a one-line
+  /// message naming it. Python's wrap_socket() loaded them again for every connection, so a
+  /// bad file was only found by the first client, whose connection then failed.
   /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
                       IOLoop* io_loop = nullptr, bool xheaders = false,
@@ -129,8 +136,7 @@ class HTTPServer {
   IOLoop* io_loop_;  // Null until start() when the constructor got none.
   bool xheaders_;
   std::size_t max_body_size_;
-  std::optional<ssl::SSLOptions> ssl_options_;
-  std::shared_ptr<ssl::SSLContext> ssl_context_;  // Built from ssl_options_; null for HTTP.
+  std::shared_ptr<ssl::SSLContext> ssl_context_;  // Null without ssl_options.
   std::vector<int> sockets_;                      // The listening sockets (2.0's `_sockets`).
   int spare_fd_ = -1;  // Reserved so that EMFILE can be answered by closing, not spinning.
   bool started_ = false;

@@ -171,9 +171,9 @@ void IOStream::set_close_callback(Callback callback) {
 void IOStream::close() {
   if (fd_ < 0) return;
   io_loop_.remove_handler(fd_);
-  ssl_socket_.reset();  // Python's `self.socket.close()` on an SSLSocket: the session goes too.
   ::close(fd_);
   fd_ = -1;
+  ssl_socket_.reset();
   if (linger_timeout_) {
     io_loop_.remove_timeout(linger_timeout_);
     linger_timeout_.reset();

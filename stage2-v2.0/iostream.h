@@ -164,6 +164,9 @@ class IOStream {
   bool closed() const { return fd_ < 0; }
   /// The socket, or -1 once closed (Python exposed `stream.socket`).
   int fd() const { return fd_; }
+  /// The TLS session the stream reads and writes through, or null for plain TCP and once
+  /// closed (Python's `stream.socket` was then an `ssl.SSLSocket`).
+  ssl::SSLSocket* ssl_socket() const { return ssl_socket_.get(); }
   /// The read buffer's size limit given to the constructor.
   std::size_t max_buffer_size() const { return max_buffer_size_; }
   /// The most one recv() asks for (Python's public `stream.read_chunk_size`).
@@ -314,9 +317,6 @@ class SSLIOStream : public IOStream {
   /// True while the handshake waits to write, or data is buffered.
   /// \tornado{tornado/iostream.py,SSLIOStream.writing}
   bool writing() const override;
-  /// The TLS session (Python's `stream.socket`): null before a client's connect() has
-  /// completed and after close(). HTTPRequest::get_ssl_certificate() asks it for the peer.
-  ssl::SSLSocket* socket() const { return ssl_socket_.get(); }
 
  protected:
   /// The handshake while it lasts, then IOStream's reads.

@@ -14,6 +14,7 @@
 // the parent and every child with exit status 0, and children die with their parent.
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -27,6 +28,22 @@
 #include "pyssl.h"
 #include "supervisor.h"
 
+namespace {
+
+// `--certfile` and the rest as 2.0's ssl_options dictionary; nothing without --certfile.
+std::optional<tornado::ssl::SSLOptions> ssl_options(const course::ServerOptions& options) {
+  if (!options.tls()) return std::nullopt;
+  tornado::ssl::SSLOptions ssl;
+  ssl.certfile = options.certfile;
+  ssl.keyfile = options.keyfile;
+  ssl.ca_certs = options.ca_certs;
+  if (options.cert_reqs == "optional") ssl.cert_reqs = tornado::ssl::CERT_OPTIONAL;
+  if (options.cert_reqs == "required") ssl.cert_reqs = tornado::ssl::CERT_REQUIRED;
+  return ssl;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   course::ServerOptions options = course::parse_command_line(argc, argv);
   course::apply_logging(options);
@@ -36,40 +53,32 @@ int main(int argc, char** argv) {
   // `--autoreload`: where 2.0's Application(debug=True) started it. The loop it creates
   // makes start(n) below serve in one process.
   if (options.autoreload) tornado::autoreload::start();
-  // `--certfile`/`--keyfile`: 2.0's ssl_options dictionary. A file that cannot be used is one
-  // line and status 2, before the ready line.
-  std::optional<tornado::ssl::SSLOptions> ssl_options;
-  if (options.tls()) {
-    tornado::ssl::CertReqs cert_reqs = options.cert_reqs == "required" ? tornado::ssl::CERT_REQUIRED
-                                       : options.cert_reqs == "optional"
-                                           ? tornado::ssl::CERT_OPTIONAL
-                                           : tornado::ssl::CERT_NONE;
-    ssl_options =
-        tornado::ssl::SSLOptions{options.certfile, options.keyfile, options.ca_certs, cert_reqs};
-  }
   // No IOLoop is passed: with --processes N every child creates its own after the fork.
-  std::optional<tornado::HTTPServer> http_server;
+  // A certificate or key that cannot be used is reported here, before the ready line.
+  std::unique_ptr<tornado::HTTPServer> server;
   try {
-    http_server.emplace(std::ref(app), options.no_keep_alive, nullptr, options.xheaders,
-                        options.max_body_size, ssl_options);
+    server = std::make_unique<tornado::HTTPServer>(std::ref(app), options.no_keep_alive, nullptr,
+                                                   options.xheaders, options.max_body_size,
+                                                   ssl_options(options));
   } catch (const std::runtime_error& e) {
     std::fprintf(stderr, "%s: %s\n", course::program_name(argc, argv), e.what());
     return 2;
   }
+  tornado::HTTPServer& http_server = *server;
   try {
-    http_server->bind(options.port, options.address);
+    http_server.bind(options.port, options.address);
   } catch (const std::system_error& e) {
     LOG_ERROR("cannot listen on %s:%d: %s", options.address.c_str(), options.port, e.what());
     return 1;
   }
-  course::print_listening(options.address, http_server->port(), options.tls());
+  course::print_listening(options.address, http_server.port(), options.tls());
   if (options.autoreload) {
-    tornado::autoreload::set_argv(course::reexec_arguments(argc, argv, http_server->port()));
+    tornado::autoreload::set_argv(course::reexec_arguments(argc, argv, http_server.port()));
   }
 
   course::Supervisor supervisor;
   try {
-    http_server->start(options.processes);
+    http_server.start(options.processes);
   } catch (const std::system_error& e) {
     // Only a prefork parent waits inside start(); a signal interrupts its waitpid().
     if (!course::Supervisor::signalled()) LOG_ERROR("prefork parent: %s", e.what());
