@@ -1,6 +1,8 @@
 #include "iostream.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 
 #include "contract.h"
 #include "log.h"
+#include "netutil.h"
 
 namespace tornado {
 namespace {
@@ -680,6 +683,146 @@ void IOStream::handle_connect_() {
     run_callback_(std::move(callback));
   }
   connecting_ = false;
+}
+
+// ---------------------------------------------------------------------------------------
+// SSLIOStream
+
+SSLIOStream::SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop,
+                         std::size_t max_buffer_size, std::size_t read_chunk_size)
+    : IOStream(socket->fileno(), io_loop, max_buffer_size, read_chunk_size),
+      socket_(std::move(socket)) {}
+
+SSLIOStream::SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop,
+                         std::size_t max_buffer_size, std::size_t read_chunk_size)
+    : IOStream(fd, io_loop, max_buffer_size, read_chunk_size),
+      ssl_options_(std::move(ssl_options)) {}
+
+SSLIOStream::~SSLIOStream() = default;
+
+bool SSLIOStream::reading() const {
+  return handshake_reading_ || IOStream::reading();
+}
+
+bool SSLIOStream::writing() const {
+  return handshake_writing_ || IOStream::writing();
+}
+
+void SSLIOStream::do_ssl_handshake_() {
+  // After the handshake example of Python's test_ssl.py, as 3.0 put it: try, and on
+  // WANT_READ or WANT_WRITE note what the session waits for; the next event tries again.
+  handshake_reading_ = false;
+  handshake_writing_ = false;
+  try {
+    socket_->do_handshake();
+  } catch (const ssl::SSLError& err) {
+    if (err.code == ssl::SSL_ERROR_WANT_READ) {
+      handshake_reading_ = true;
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_WANT_WRITE) {
+      handshake_writing_ = true;
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_SSL) {
+      // Plain HTTP on the TLS port, a garbage ClientHello, an unknown client certificate.
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      char host[INET6_ADDRSTRLEN] = "(not connected)";
+      if (::getpeername(fileno(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+        if (peer.ss_family == AF_INET6) {
+          ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, host,
+                      sizeof host);
+        } else if (peer.ss_family == AF_INET) {
+          ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof host);
+        }
+      }
+      LOG_WARNING("SSL Error on %d %s: %s", fileno(), host, err.what());
+    }
+    // SSL_ERROR_EOF and SSL_ERROR_ZERO_RETURN: the peer went away. SSL_ERROR_SYSCALL is what
+    // Python raised as socket.error, ECONNRESET or ECONNABORTED for a peer that reset: 3.0
+    // closed for those too. Any of them closes the stream.
+    error_ = std::make_error_code(std::errc::protocol_error);
+    close();
+    return;
+  }
+  ssl_accepting_ = false;
+  // Here 3.0's _verify_cert() matched a server's certificate against server_hostname (left
+  // out, see the class comment).
+  if (ssl_connect_callback_) {
+    Callback callback = std::move(ssl_connect_callback_);
+    ssl_connect_callback_ = nullptr;
+    run_callback_(std::move(callback));
+  }
+}
+
+void SSLIOStream::handle_read_() {
+  if (ssl_accepting_) {
+    do_ssl_handshake_();
+    return;
+  }
+  IOStream::handle_read_();
+}
+
+void SSLIOStream::handle_write_() {
+  if (ssl_accepting_) {
+    do_ssl_handshake_();
+    return;
+  }
+  IOStream::handle_write_();
+}
+
+void SSLIOStream::connect(const sockaddr* address, socklen_t address_len, Callback callback) {
+  connect(address, address_len, std::move(callback), "");
+}
+
+void SSLIOStream::connect(const sockaddr* address, socklen_t address_len, Callback callback,
+                          const std::string& server_hostname) {
+  // The caller's callback waits for the handshake; IOStream's connect() gets none.
+  ssl_connect_callback_ = std::move(callback);
+  server_hostname_ = server_hostname;
+  IOStream::connect(address, address_len, nullptr);
+}
+
+void SSLIOStream::handle_connect_() {
+  // Wrapped here, not in a connect callback: callbacks are queued, but handle_events_() goes
+  // from handle_connect_() straight on to handle_write_(), which starts the handshake.
+  if (!socket_) socket_ = ssl_wrap_socket(fileno(), ssl_options_, server_hostname_);
+  IOStream::handle_connect_();
+}
+
+std::size_t SSLIOStream::read_from_fd(std::string& chunk) {
+  // Before the handshake is complete there is nothing to read (and trying could fail or
+  // not, by TLS version).
+  if (ssl_accepting_) return 0;
+  char* buffer = recv_buffer(read_chunk_size_);
+  ssize_t n;
+  try {
+    n = socket_->recv(buffer, read_chunk_size_);
+  } catch (const ssl::SSLError& e) {
+    // WANT_READ: a TLS record has only partly arrived. (WANT_WRITE: the session must send
+    // first, which a read never asks for with renegotiation off.) Both mean "nothing now".
+    if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return 0;
+    // Python's SSLError was a socket.error: the read fails, as an errno would make it.
+    throw std::system_error(EPROTO, std::generic_category(), e.what());
+  }
+  if (n == 0) {
+    close();
+    return 0;
+  }
+  chunk.assign(buffer, static_cast<std::size_t>(n));
+  return chunk.size();
+}
+
+std::size_t SSLIOStream::write_to_fd(const std::string& data) {
+  try {
+    return static_cast<std::size_t>(socket_->send(data.data(), data.size()));
+  } catch (const ssl::SSLError& e) {
+    // What Python's SSLSocket.send() did: 0 bytes while the session must wait, so that
+    // handle_write_() freezes the buffer and offers the same bytes again.
+    if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return 0;
+    throw std::system_error(EPROTO, std::generic_category(), e.what());
+  }
 }
 
 // ---------------------------------------------------------------------------------------

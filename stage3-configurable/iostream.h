@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "ioloop.h"
+#include "pyssl.h"
 
 namespace tornado {
 
@@ -427,6 +428,91 @@ class IOStream : public BaseIOStream {
 
  private:
   int fd_;
+};
+
+/// An IOStream over a TLS session: reads and writes go through an ssl::SSLSocket, and the
+/// handshake is driven by READ and WRITE events like any other I/O.
+///
+/// A server stream is given a socket already wrapped without its handshake, as
+/// TCPServer does: `ssl_wrap_socket(connection, ssl_options)` (Python's
+/// `do_handshake_on_connect=False`). A client stream is given an unconnected socket and a
+/// client context; connect() wraps it once the TCP connection is up. Either way the first
+/// READ or WRITE event starts do_ssl_handshake_(), which runs again on every event until
+/// the handshake completes; meanwhile reads find nothing and writes wait in the buffer.
+/// While the handshake waits, reading() or writing() is true, so handle_events_() keeps
+/// watching the event it waits for. A client that stalls its handshake holds one stream
+/// open and costs the others nothing (stage1 blocked the whole loop).
+///
+/// 3.0's SSLIOStream is 2.0's with the socket calls moved into read_from_fd() and
+/// write_to_fd(). Left out: 3.0's `_verify_cert()`, which matched a server's certificate
+/// against `server_hostname` on the client side; a client context here checks the CA
+/// signature only.
+///
+/// Ownership: the stream owns the socket (IOStream) and the TLS session.
+/// \tornado{tornado/iostream.py,SSLIOStream}
+class SSLIOStream : public IOStream {
+ public:
+  /// A server stream over `socket`, wrapped but not yet handshaken; the other arguments are
+  /// IOStream's.
+  /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
+  explicit SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop = nullptr,
+                       std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
+  /// A client stream over the unconnected socket `fd`; connect() wraps it with `ssl_options`
+  /// (a client context).
+  /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
+  SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop = nullptr,
+              std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
+  /// Frees the TLS session; IOStream closes the socket.
+  ~SSLIOStream() override;
+
+  /// True while a read is pending or the handshake waits for input.
+  /// \tornado{tornado/iostream.py,SSLIOStream.reading}
+  bool reading() const override;
+  /// True while data is buffered or the handshake waits to send.
+  /// \tornado{tornado/iostream.py,SSLIOStream.writing}
+  bool writing() const override;
+  /// Connects like IOStream::connect(), then runs the handshake; `callback` is queued once
+  /// the handshake is complete. `server_hostname` is sent for SNI.
+  /// \tornado{tornado/iostream.py,SSLIOStream.connect}
+  void connect(const sockaddr* address, socklen_t address_len,
+               Callback callback = nullptr) override;
+  /// connect() with a host name for SNI (3.0's `server_hostname`).
+  /// \tornado{tornado/iostream.py,SSLIOStream.connect}
+  void connect(const sockaddr* address, socklen_t address_len, Callback callback,
+               const std::string& server_hostname);
+  /// The TLS session (Python's `stream.socket`, an SSLSocket), or null before a client
+  /// stream is connected; HTTPRequest::get_ssl_certificate() asks it for the peer.
+  ssl::SSLSocket* socket() const { return socket_.get(); }
+
+ protected:
+  /// During the handshake, a READ event continues it; after, IOStream's.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_read}
+  void handle_read_() override;
+  /// During the handshake, a WRITE event (and write()) continues it; after, IOStream's.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_write}
+  void handle_write_() override;
+  /// Wraps the socket once the TCP connection is up, then IOStream's.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_connect}
+  void handle_connect_() override;
+  /// The SSLSocket's recv(): nothing during the handshake or while a TLS record is
+  /// incomplete (WANT_READ); closes the stream at EOF.
+  /// \tornado{tornado/iostream.py,SSLIOStream.read_from_fd}
+  std::size_t read_from_fd(std::string& chunk) override;
+  /// The SSLSocket's send(), which (as Python's did) takes 0 bytes while the session must
+  /// wait.
+  /// \tornado{tornado/iostream.py,IOStream.write_to_fd}
+  std::size_t write_to_fd(const std::string& data) override;
+
+ private:
+  void do_ssl_handshake_();
+
+  std::unique_ptr<ssl::SSLSocket> socket_;
+  std::shared_ptr<ssl::SSLContext> ssl_options_;  // Client side: wraps the socket in connect.
+  bool ssl_accepting_ = true;
+  bool handshake_reading_ = false;
+  bool handshake_writing_ = false;
+  Callback ssl_connect_callback_;
+  std::string server_hostname_;
 };
 
 /// A BaseIOStream over one end of a pipe (new in 3.0), or any other fd that read() and
