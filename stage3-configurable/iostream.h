@@ -525,8 +525,8 @@ class SSLIOStream : public IOStream {
 /// \tornado{tornado/iostream.py,PipeIOStream}
 class PipeIOStream : public BaseIOStream {
  public:
-  /// Takes ownership of `fd` (such as one end of ::pipe()) and makes it non-blocking; the
-  /// other arguments are BaseIOStream's.
+  /// Takes ownership of `fd` (one end of a pipe, say) and makes it non-blocking; the other
+  /// arguments are BaseIOStream's.
   /// \tornado{tornado/iostream.py,PipeIOStream.__init__}
   explicit PipeIOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                         std::size_t read_chunk_size = 4096);
