@@ -443,10 +443,11 @@ class IOStream : public BaseIOStream {
 /// watching the event it waits for. A client that stalls its handshake holds one stream
 /// open and costs the others nothing (stage1 blocked the whole loop).
 ///
-/// 3.0's SSLIOStream is 2.0's with the socket calls moved into read_from_fd() and
-/// write_to_fd(). Left out: 3.0's `_verify_cert()`, which matched a server's certificate
-/// against `server_hostname` on the client side; a client context here checks the CA
-/// signature only.
+/// 3.0's SSLIOStream is 2.0's with its socket read moved into read_from_fd(). 3.0 needed no
+/// write_to_fd(): IOStream's send() was the SSLSocket's, which took 0 bytes while the
+/// session had to wait; here the override does what that send() did. Left out: 3.0's
+/// `_verify_cert()`, which matched a server's certificate against `server_hostname` on the client
+/// side; a client context here checks the CA signature only.
 ///
 /// Ownership: the stream owns the socket (IOStream) and the TLS session.
 /// \tornado{tornado/iostream.py,SSLIOStream}
@@ -472,7 +473,7 @@ class SSLIOStream : public IOStream {
   /// \tornado{tornado/iostream.py,SSLIOStream.writing}
   bool writing() const override;
   /// Connects like IOStream::connect(), then runs the handshake; `callback` is queued once
-  /// the handshake is complete. `server_hostname` is sent for SNI.
+  /// the handshake is complete. No host name is sent (see the overload for SNI).
   /// \tornado{tornado/iostream.py,SSLIOStream.connect}
   void connect(const sockaddr* address, socklen_t address_len,
                Callback callback = nullptr) override;
