@@ -36,6 +36,21 @@ char* recv_buffer(std::size_t size) {
   return buffer.data();
 }
 
+// The peer's IP address for a log line, "(not connected)" when there is none any more.
+std::string peer_name(int fd) {
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  char host[INET6_ADDRSTRLEN] = "(not connected)";
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    if (peer.ss_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, host, sizeof host);
+    } else if (peer.ss_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof host);
+    }
+  }
+  return host;
+}
+
 }  // namespace
 
 void merge_prefix(std::deque<std::string>& deque, std::size_t size) {
@@ -691,7 +706,7 @@ void IOStream::handle_connect_() {
 SSLIOStream::SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop,
                          std::size_t max_buffer_size, std::size_t read_chunk_size)
     : IOStream(socket->fileno(), io_loop, max_buffer_size, read_chunk_size),
-      socket_(std::move(socket)) {}
+      ssl_socket_(std::move(socket)) {}
 
 SSLIOStream::SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop,
                          std::size_t max_buffer_size, std::size_t read_chunk_size)
@@ -709,12 +724,12 @@ bool SSLIOStream::writing() const {
 }
 
 void SSLIOStream::do_ssl_handshake_() {
-  // After the handshake example of Python's test_ssl.py, as 3.0 put it: try, and on
-  // WANT_READ or WANT_WRITE note what the session waits for; the next event tries again.
+  // One step of the handshake per event, the loop of the standard library's test_ssl.py
+  // turned inside out: each WANT_* names the event to wait for.
   handshake_reading_ = false;
   handshake_writing_ = false;
   try {
-    socket_->do_handshake();
+    ssl_socket_->do_handshake();
   } catch (const ssl::SSLError& err) {
     if (err.code == ssl::SSL_ERROR_WANT_READ) {
       handshake_reading_ = true;
@@ -724,27 +739,27 @@ void SSLIOStream::do_ssl_handshake_() {
       handshake_writing_ = true;
       return;
     }
-    if (err.code == ssl::SSL_ERROR_SSL) {
-      // Plain HTTP on the TLS port, a garbage ClientHello, an unknown client certificate.
-      sockaddr_storage peer{};
-      socklen_t len = sizeof peer;
-      char host[INET6_ADDRSTRLEN] = "(not connected)";
-      if (::getpeername(fileno(), reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-        if (peer.ss_family == AF_INET6) {
-          ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, host,
-                      sizeof host);
-        } else if (peer.ss_family == AF_INET) {
-          ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, host, sizeof host);
-        }
-      }
-      LOG_WARNING("SSL Error on %d %s: %s", fileno(), host, err.what());
-    }
-    // SSL_ERROR_EOF and SSL_ERROR_ZERO_RETURN: the peer went away. SSL_ERROR_SYSCALL is what
-    // Python raised as socket.error, ECONNRESET or ECONNABORTED for a peer that reset: 3.0
-    // closed for those too. Any of them closes the stream.
+    // 3.0: every failure keeps its reason (close(exc_info=True)).
     error_ = std::make_error_code(std::errc::protocol_error);
-    close();
-    return;
+    if (err.code == ssl::SSL_ERROR_EOF || err.code == ssl::SSL_ERROR_ZERO_RETURN) {
+      close();
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_SSL) {
+      // A TLS alert or a malformed record (plain HTTP on the TLS port, an unknown client
+      // certificate). Since 2.4 (e9acb43f) the peer's address is logged too.
+      LOG_WARNING("SSL Error on %d %s: %s", fd(), peer_name(fd()).c_str(), err.what());
+      close();
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_SYSCALL) {
+      // Python raised a socket.error here; 3.0 closed on ECONNABORTED and ECONNRESET and
+      // returned quietly on any other errno, leaving the stream to its ERROR event.
+      // Course hygiene: every socket error under the handshake closes at once.
+      close();
+      return;
+    }
+    throw;
   }
   ssl_accepting_ = false;
   // Here 3.0's _verify_cert() matched a server's certificate against server_hostname (left
@@ -787,7 +802,7 @@ void SSLIOStream::connect(const sockaddr* address, socklen_t address_len, Callba
 void SSLIOStream::handle_connect_() {
   // Wrapped here, not in a connect callback: callbacks are queued, but handle_events_() goes
   // from handle_connect_() straight on to handle_write_(), which starts the handshake.
-  if (!socket_) socket_ = ssl_wrap_socket(fileno(), ssl_options_, server_hostname_);
+  if (!ssl_socket_) ssl_socket_ = ssl_wrap_socket(fileno(), ssl_options_, server_hostname_);
   IOStream::handle_connect_();
 }
 
@@ -798,7 +813,7 @@ std::size_t SSLIOStream::read_from_fd(std::string& chunk) {
   char* buffer = recv_buffer(read_chunk_size_);
   ssize_t n;
   try {
-    n = socket_->recv(buffer, read_chunk_size_);
+    n = ssl_socket_->recv(buffer, read_chunk_size_);
   } catch (const ssl::SSLError& e) {
     // WANT_READ: a TLS record has only partly arrived. (WANT_WRITE: the session must send
     // first, which a read never asks for with renegotiation off.) Both mean "nothing now".
@@ -816,7 +831,7 @@ std::size_t SSLIOStream::read_from_fd(std::string& chunk) {
 
 std::size_t SSLIOStream::write_to_fd(const std::string& data) {
   try {
-    return static_cast<std::size_t>(socket_->send(data.data(), data.size()));
+    return static_cast<std::size_t>(ssl_socket_->send(data.data(), data.size()));
   } catch (const ssl::SSLError& e) {
     // What Python's SSLSocket.send() did: 0 bytes while the session must wait, so that
     // handle_write_() freezes the buffer and offers the same bytes again.

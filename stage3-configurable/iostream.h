@@ -453,23 +453,24 @@ class IOStream : public BaseIOStream {
 /// \tornado{tornado/iostream.py,SSLIOStream}
 class SSLIOStream : public IOStream {
  public:
-  /// A server stream over `socket`, wrapped but not yet handshaken; the other arguments are
-  /// IOStream's.
+  /// A server stream over `socket`, an accepted socket wrapped without a handshake. Arguments
+  /// as for IOStream.
   /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
   explicit SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop = nullptr,
                        std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
-  /// A client stream over the unconnected socket `fd`; connect() wraps it with `ssl_options`
-  /// (a client context).
+  /// A client stream over the unconnected socket `fd`, wrapped with `ssl_options` (3.0's
+  /// `ssl_options` keyword, here an SSLContext::client()) when connect() completes. The
+  /// connect callback runs once the handshake is done.
   /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
   SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop = nullptr,
               std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
   /// Frees the TLS session; IOStream closes the socket.
   ~SSLIOStream() override;
 
-  /// True while a read is pending or the handshake waits for input.
+  /// True while the handshake waits to read, or a read is pending.
   /// \tornado{tornado/iostream.py,SSLIOStream.reading}
   bool reading() const override;
-  /// True while data is buffered or the handshake waits to send.
+  /// True while the handshake waits to write, or data is buffered.
   /// \tornado{tornado/iostream.py,SSLIOStream.writing}
   bool writing() const override;
   /// Connects like IOStream::connect(), then runs the handshake; `callback` is queued once
@@ -483,13 +484,13 @@ class SSLIOStream : public IOStream {
                const std::string& server_hostname);
   /// The TLS session (Python's `stream.socket`, an SSLSocket), or null before a client
   /// stream is connected; HTTPRequest::get_ssl_certificate() asks it for the peer.
-  ssl::SSLSocket* socket() const { return socket_.get(); }
+  ssl::SSLSocket* socket() const { return ssl_socket_.get(); }
 
  protected:
-  /// During the handshake, a READ event continues it; after, IOStream's.
+  /// The handshake while it lasts, then IOStream's reads.
   /// \tornado{tornado/iostream.py,SSLIOStream._handle_read}
   void handle_read_() override;
-  /// During the handshake, a WRITE event (and write()) continues it; after, IOStream's.
+  /// The handshake while it lasts, then IOStream's writes.
   /// \tornado{tornado/iostream.py,SSLIOStream._handle_write}
   void handle_write_() override;
   /// Wraps the socket once the TCP connection is up, then IOStream's.
@@ -507,7 +508,7 @@ class SSLIOStream : public IOStream {
  private:
   void do_ssl_handshake_();
 
-  std::unique_ptr<ssl::SSLSocket> socket_;
+  std::unique_ptr<ssl::SSLSocket> ssl_socket_;
   std::shared_ptr<ssl::SSLContext> ssl_options_;  // Client side: wraps the socket in connect.
   bool ssl_accepting_ = true;
   bool handshake_reading_ = false;
