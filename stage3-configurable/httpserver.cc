@@ -323,8 +323,8 @@ std::optional<std::string> HTTPRequest::get_ssl_certificate() const {
   // on a plain stream the attribute was missing and it raised. Here that is "none" too.
   if (!connection) return std::nullopt;
   auto* stream = dynamic_cast<SSLIOStream*>(&connection->stream());
-  if (!stream || !stream->socket()) return std::nullopt;
-  return stream->socket()->peer_subject();
+  if (!stream || !stream->ssl_socket()) return std::nullopt;
+  return stream->ssl_socket()->peer_subject();
 }
 
 double HTTPRequest::request_time() const {

@@ -484,7 +484,7 @@ class SSLIOStream : public IOStream {
                const std::string& server_hostname);
   /// The TLS session (Python's `stream.socket`, an SSLSocket), or null before a client
   /// stream is connected; HTTPRequest::get_ssl_certificate() asks it for the peer.
-  ssl::SSLSocket* socket() const { return ssl_socket_.get(); }
+  ssl::SSLSocket* ssl_socket() const { return ssl_socket_.get(); }
 
  protected:
   /// The handshake while it lasts, then IOStream's reads.
