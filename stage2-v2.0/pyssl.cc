@@ -70,7 +70,11 @@ SSL_CTX* new_context(const SSL_METHOD* method) {
   SSL_CTX* ctx = SSL_CTX_new(method);
   if (!ctx) throw std::runtime_error("cannot create a TLS context: " + openssl_error("no memory"));
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // A TCP close without a TLS close_notify reads as a clean end of stream (Python's
+  // suppress_ragged_eofs); OpenSSL would otherwise answer it with an alert to a peer that has
+  // gone. HTTP frames its messages itself, so nothing is lost that it would notice.
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
   return ctx;
 }
@@ -233,7 +237,16 @@ void SSLSocket::do_handshake() {
   ERR_clear_error();
   errno = 0;
   int ret = SSL_do_handshake(ssl_);
-  if (ret != 1) raise_ssl_error(ssl_, ret);
+  if (ret == 1) return;
+  try {
+    raise_ssl_error(ssl_, ret);
+  } catch (const SSLError& e) {
+    // A close before the handshake is done is never a clean end, whatever OpenSSL calls it.
+    if (e.code == SSL_ERROR_ZERO_RETURN) {
+      throw SSLError(SSL_ERROR_EOF, "EOF occurred in violation of protocol");
+    }
+    throw;
+  }
 }
 
 ssize_t SSLSocket::recv(char* buffer, std::size_t size) {

@@ -39,6 +39,9 @@ struct SSLError : std::runtime_error {
 };
 
 /// The SSLError codes Tornado's code compares against (Python's values, which are OpenSSL's).
+/// <openssl/ssl.h> defines the same names as macros, which replace these wherever both are
+/// seen: pyssl.cc uses them unqualified, where the macros have the same values; any other
+/// file that needs OpenSSL's header too #undefs them before including this one.
 constexpr int SSL_ERROR_SSL = 1;
 constexpr int SSL_ERROR_WANT_READ = 2;
 constexpr int SSL_ERROR_WANT_WRITE = 3;
