@@ -12,14 +12,14 @@ namespace course {
 ///
 /// Routes (the course contract):
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   GET  /            200 text/plain "Hello, world"
 ///   POST /echo        200 application/octet-stream, the request body
 ///   GET  /bytes/N     200 application/octet-stream, N bytes "abc...z" repeated; N > 256 MiB: 400
 ///   GET  /request     200 application/json describing the request (POST too)
 ///   GET  /delay/MS    200 text/plain "waited MS ms", answered from an IOLoop timeout; MS <= 60000
 ///   GET  /pid         200 text/plain, the serving process's id
-/// \endverbatim
+/// ~~~
 ///
 /// Any other path is 404, a known path with the wrong method 405 (with Allow), and HEAD on a
 /// GET route gets GET's status and headers without the body.

@@ -23,13 +23,13 @@ struct StreamClosedError : std::runtime_error {
 /// buffers keep the cost model of Python 2's immutable `str`, because that cost is what
 /// this stage teaches and what the benchmark measures:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   read_buffer_   [ consumed by the last read | unread bytes ........ ]
 ///                    ^ _consume(n) copies the unread rest into a new string: O(remaining)
 ///   each recv:     read_buffer_ = read_buffer_ + chunk  -> new string, O(size) per 4 KiB
 ///   write_buffer_  [ sent | unsent ........ ]
 ///                    ^ after every send(): write_buffer_ = write_buffer_.substr(sent)
-/// \endverbatim
+/// ~~~
 ///
 /// So a body of n bytes arriving in 4 KiB chunks costs O(n^2 / 4 KiB) bytes of copying, a
 /// large response costs a full copy of the rest after each send(), and read_until() rescans
@@ -142,7 +142,7 @@ class IOStream {
   int fd_;                                     ///< The socket; -1 once closed.
   IOLoop& io_loop_;                            ///< The loop the socket is registered with.
   std::size_t max_buffer_size_;                ///< A read buffer this large closes the stream.
-  std::size_t read_chunk_size_;                ///< The most one recv() asks for.
+  std::size_t read_chunk_size_;                ///< The most one read asks for.
   std::string read_buffer_;                    ///< Received bytes no read has taken yet.
   std::string write_buffer_;                   ///< Bytes write() took that are not sent yet.
   std::optional<std::string> read_delimiter_;  ///< What the pending read_until() waits for.
@@ -152,7 +152,7 @@ class IOStream {
   Callback read_too_long_callback_;  ///< Called when read_max_bytes_ pass unmatched.
   Callback write_callback_;          ///< Runs once the write buffer is empty.
   Callback close_callback_;          ///< Runs once when the stream closes.
-  std::uint32_t state_;              ///< The events the loop watches for the socket.
+  std::uint32_t state_;              ///< The events the loop watches for the fd.
   bool lingering_ = false;  ///< close_gracefully(): input is discarded until EOF or timeout.
   IOLoop::TimeoutHandle linger_timeout_;  ///< Ends close_gracefully()'s wait.
 };

@@ -128,20 +128,23 @@ class HTTPServer {
   static constexpr double kHandshakeTimeout = 1.0;
 
  private:
+  /// Accepts every pending client. \tornado{tornado/httpserver.py,HTTPServer._handle_events}
   void handle_events_(int fd, std::uint32_t events);
+  /// Forgets connections that have closed, from time to time.
   void prune_connections_();
 
-  RequestCallback request_callback_;
-  bool no_keep_alive_;
-  IOLoop* io_loop_;  // Null until start() when the constructor got none.
-  bool xheaders_;
-  std::size_t max_body_size_;
-  std::shared_ptr<ssl::SSLContext> ssl_context_;  // Null without ssl_options.
-  int socket_ = -1;
-  int spare_fd_ = -1;  // Reserved so that EMFILE can be answered by closing, not spinning.
-  bool started_ = false;
+  RequestCallback request_callback_;  ///< Called with each parsed request.
+  bool no_keep_alive_;                ///< Close after every response.
+  IOLoop* io_loop_;                   ///< Null until start() when the constructor got none.
+  bool xheaders_;                     ///< Take remote_ip and protocol from X-Real-Ip and X-Scheme.
+  std::size_t max_body_size_;         ///< Larger bodies get 413.
+  std::shared_ptr<ssl::SSLContext> ssl_context_;  ///< Null without ssl_options.
+  int socket_ = -1;                               ///< The listening socket.
+  int spare_fd_ = -1;     ///< Reserved so that EMFILE can be answered by closing, not spinning.
+  bool started_ = false;  ///< start() has run.
+  /// The open connections, for the destructor.
   std::list<std::weak_ptr<HTTPConnection>> connections_;
-  std::size_t prune_at_ = 64;
+  std::size_t prune_at_ = 64;  ///< connections_' size at which it is next pruned.
 };
 
 /// One client connection: parses requests and runs the request callback for each.
@@ -188,25 +191,34 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   bool xheaders() const { return xheaders_; }
 
  private:
+  /// Reads the next request's headers.
   void start_();
+  /// Finishes a sent request. \tornado{tornado/httpserver.py,HTTPConnection._on_write_complete}
   void on_write_complete_();
+  /// Closes, or reads on. \tornado{tornado/httpserver.py,HTTPConnection._finish_request}
   void finish_request_();
+  /// Parses the head. \tornado{tornado/httpserver.py,HTTPConnection._on_headers}
   void on_headers_(std::string data);
+  /// The contract's checks of a header block: 0, or the status to answer with.
   int parse_headers_(std::string data, std::size_t& content_length);
+  /// Parses the body. \tornado{tornado/httpserver.py,HTTPConnection._on_request_body}
   void on_request_body_(std::string data);
+  /// Splits a multipart body. \tornado{tornado/httpserver.py,HTTPConnection._parse_mime_body}
   void parse_mime_body_(std::string boundary, const std::string& data);
+  /// Answers `code` with Connection: close, then closes gracefully.
   void send_error_(int code);
+  /// Lets go of the request and, on the next iteration, of this connection.
   void on_stream_closed_();
 
-  std::unique_ptr<IOStream> stream_;
-  std::string address_;
-  RequestCallback request_callback_;
-  bool no_keep_alive_;
-  bool xheaders_;
-  std::size_t max_body_size_;
-  std::shared_ptr<HTTPRequest> request_;
-  bool request_finished_ = false;
-  std::shared_ptr<HTTPConnection> self_;  // Released after the stream closes.
+  std::unique_ptr<IOStream> stream_;  ///< The connection's stream, owned.
+  std::string address_;               ///< The client's IP address.
+  RequestCallback request_callback_;  ///< Called with each parsed request.
+  bool no_keep_alive_;                ///< Close after every response.
+  bool xheaders_;                     ///< Take remote_ip and protocol from X-Real-Ip and X-Scheme.
+  std::size_t max_body_size_;         ///< Larger bodies get 413.
+  std::shared_ptr<HTTPRequest> request_;  ///< The request being served.
+  bool request_finished_ = false;         ///< finish() was called: the response is complete.
+  std::shared_ptr<HTTPConnection> self_;  ///< Released after the stream closes.
 };
 
 /// A single HTTP request, handed to the request callback.
@@ -254,8 +266,8 @@ class HTTPRequest {
   double request_time() const;
 
  private:
-  double start_time_;
-  std::optional<double> finish_time_;
+  double start_time_;                  ///< When the request was created, for request_time().
+  std::optional<double> finish_time_;  ///< When finish() was called.
 };
 
 /// Parses a query string or urlencoded body into `arguments`, '+' as space, %XX decoded,

@@ -25,13 +25,13 @@ struct StreamClosedError : std::runtime_error {
 /// buffers keep the cost model of Python 2's immutable `str`, because that cost is what
 /// this stage teaches and what the benchmark measures:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   read_buffer_   [ consumed by the last read | unread bytes ........ ]
 ///                    ^ _consume(n) copies the unread rest into a new string: O(remaining)
 ///   each recv:     read_buffer_ = read_buffer_ + chunk  -> new string, O(size) per 4 KiB
 ///   write_buffer_  [ sent | unsent ........ ]
 ///                    ^ after every send(): write_buffer_ = write_buffer_.substr(sent)
-/// \endverbatim
+/// ~~~
 ///
 /// So a body of n bytes arriving in 4 KiB chunks costs O(n^2 / 4 KiB) bytes of copying, a
 /// large response costs a full copy of the rest after each send(), and read_until() rescans
@@ -140,31 +140,38 @@ class IOStream {
   IOLoop& io_loop() const { return io_loop_; }
 
  private:
+  /// Dispatches one event. \tornado{tornado/iostream.py,IOStream._handle_events}
   void handle_events_(int fd, std::uint32_t events);
+  /// Reads once; runs a satisfied read. \tornado{tornado/iostream.py,IOStream._handle_read}
   void handle_read_();
+  /// Sends; calls back once empty. \tornado{tornado/iostream.py,IOStream._handle_write}
   void handle_write_();
+  /// Runs a callback, closing on error. \tornado{tornado/iostream.py,IOStream._run_callback}
   void run_callback_(const std::function<void()>& callback);
+  /// Takes `loc` bytes off the buffer. \tornado{tornado/iostream.py,IOStream._consume}
   std::string consume_(std::size_t loc);
+  /// Throws when closed. \tornado{tornado/iostream.py,IOStream._check_closed}
   void check_closed_() const;
+  /// Also watches `state`. \tornado{tornado/iostream.py,IOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
 
-  int fd_;
-  std::unique_ptr<ssl::SSLSocket> ssl_socket_;  // Null for plain TCP.
-  IOLoop& io_loop_;
-  std::size_t max_buffer_size_;
-  std::size_t read_chunk_size_;
-  std::string read_buffer_;
-  std::string write_buffer_;
-  std::optional<std::string> read_delimiter_;
-  std::optional<std::size_t> read_bytes_;
-  std::size_t read_max_bytes_ = 0;  // 0: no limit (course extension, see read_until()).
-  ReadCallback read_callback_;
-  Callback read_too_long_callback_;
-  Callback write_callback_;
-  Callback close_callback_;
-  std::uint32_t state_;
-  bool lingering_ = false;  // close_gracefully(): input is discarded until EOF or timeout.
-  IOLoop::TimeoutHandle linger_timeout_;
+  int fd_;                                      ///< The socket; -1 once closed.
+  std::unique_ptr<ssl::SSLSocket> ssl_socket_;  ///< Null for plain TCP.
+  IOLoop& io_loop_;                             ///< The loop the socket is registered with.
+  std::size_t max_buffer_size_;                 ///< A read buffer this large closes the stream.
+  std::size_t read_chunk_size_;                 ///< The most one read asks for.
+  std::string read_buffer_;                     ///< Received bytes no read has taken yet.
+  std::string write_buffer_;                    ///< Bytes write() took that are not sent yet.
+  std::optional<std::string> read_delimiter_;   ///< What the pending read_until() waits for.
+  std::optional<std::size_t> read_bytes_;       ///< What the pending read_bytes() waits for.
+  std::size_t read_max_bytes_ = 0;   ///< 0: no limit (course extension, see read_until()).
+  ReadCallback read_callback_;       ///< The pending read's callback; empty when none is pending.
+  Callback read_too_long_callback_;  ///< Called when read_max_bytes_ pass unmatched.
+  Callback write_callback_;          ///< Runs once the write buffer is empty.
+  Callback close_callback_;          ///< Runs once when the stream closes.
+  std::uint32_t state_;              ///< The events the loop watches for the fd.
+  bool lingering_ = false;  ///< close_gracefully(): input is discarded until EOF or timeout.
+  IOLoop::TimeoutHandle linger_timeout_;  ///< Ends close_gracefully()'s wait.
 };
 
 }  // namespace tornado

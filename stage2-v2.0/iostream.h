@@ -30,12 +30,12 @@ struct StreamClosedError : std::runtime_error {
 /// front. Afterwards the deque always has a first entry, possibly empty. The doctests of 2.0,
 /// one after another on the same deque:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   ['abc', 'de', 'fghi', 'j']  merge_prefix(d, 5)   -> ['abcde', 'fghi', 'j']
 ///                               merge_prefix(d, 7)   -> ['abcdefg', 'hi', 'j']
 ///                               merge_prefix(d, 3)   -> ['abc', 'defg', 'hi', 'j']
 ///                               merge_prefix(d, 100) -> ['abcdefghij']
-/// \endverbatim
+/// ~~~
 /// \tornado{tornado/iostream.py,_merge_prefix}
 void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 
@@ -45,13 +45,13 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 /// connect() for client streams. Since 2.0 each buffer is a deque of strings, one entry per
 /// recv() or per write(), with a running byte count for the read side:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   read_buffer_   [ "GET / HT" | "TP/1.1\r\nHo" | "st: a\r\n\r\n" | ... ]  read_buffer_size_
 ///                    appending a chunk is O(1); consume_(n) = merge_prefix(n) + pop_front
 ///   write_buffer_  [ head <= 128 KiB | "..." | "..." ]
 ///                    before each send(), merge_prefix(128 KiB) fills or trims the head;
 ///                    after it, merge_prefix(sent) splits off what left, then pop_front
-/// \endverbatim
+/// ~~~
 ///
 /// A body arriving in 4 KiB chunks is now joined once, when it is consumed: O(n) instead of
 /// stages 0-1's O(n^2). Two costs remain and are kept on purpose:
@@ -196,13 +196,21 @@ class IOStream {
   std::unique_ptr<ssl::SSLSocket> ssl_socket_;
 
  private:
+  /// Dispatches one event. \tornado{tornado/iostream.py,IOStream._handle_events}
   void handle_events_(int fd, std::uint32_t events);
+  /// Reads what the session holds, then stops.
   void read_eagerly_();
+  /// Reads once into the buffer. \tornado{tornado/iostream.py,IOStream._read_to_buffer}
   std::size_t read_to_buffer_();
+  /// Runs a satisfied read. \tornado{tornado/iostream.py,IOStream._read_from_buffer}
   bool read_from_buffer_();
+  /// Runs a callback, closing on error. \tornado{tornado/iostream.py,IOStream._run_callback}
   void run_callback_(std::function<void()> callback);
+  /// Takes `loc` bytes off the buffer. \tornado{tornado/iostream.py,IOStream._consume}
   std::string consume_(std::size_t loc);
+  /// Throws when closed. \tornado{tornado/iostream.py,IOStream._check_closed}
   void check_closed_() const;
+  /// Also watches `state`. \tornado{tornado/iostream.py,IOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
 
   // A deque of chunks that holds no memory while it is empty. C++ plumbing, not history:
@@ -231,27 +239,27 @@ class IOStream {
     std::unique_ptr<std::deque<std::string>> deque_;
   };
 
-  int fd_;
-  IOLoop& io_loop_;
-  std::size_t max_buffer_size_;
-  std::size_t read_chunk_size_;
-  Chunks read_buffer_;
-  Chunks write_buffer_;
-  std::size_t read_buffer_size_ = 0;
-  bool write_buffer_frozen_ = false;
-  std::optional<std::string> read_delimiter_;
-  std::optional<std::size_t> read_bytes_;
-  std::size_t read_max_bytes_ = 0;  // 0: no limit (course extension, see read_until()).
-  ReadCallback read_callback_;
-  Callback read_too_long_callback_;
-  Callback write_callback_;
-  Callback close_callback_;
-  Callback connect_callback_;
-  bool connecting_ = false;
-  std::uint32_t state_;
-  bool lingering_ = false;  // close_gracefully(): input is discarded until EOF or timeout.
-  IOLoop::TimeoutHandle linger_timeout_;
-  // Expires with the stream; queued callbacks check it before touching the stream.
+  int fd_;                                     ///< The socket; -1 once closed.
+  IOLoop& io_loop_;                            ///< The loop the socket is registered with.
+  std::size_t max_buffer_size_;                ///< A read buffer this large closes the stream.
+  std::size_t read_chunk_size_;                ///< The most one read asks for.
+  Chunks read_buffer_;                         ///< Received bytes no read has taken yet.
+  Chunks write_buffer_;                        ///< Bytes write() took that are not sent yet.
+  std::size_t read_buffer_size_ = 0;           ///< The bytes read_buffer_ holds.
+  bool write_buffer_frozen_ = false;           ///< Keeps the head whole for a retried send.
+  std::optional<std::string> read_delimiter_;  ///< What the pending read_until() waits for.
+  std::optional<std::size_t> read_bytes_;      ///< What the pending read_bytes() waits for.
+  std::size_t read_max_bytes_ = 0;   ///< 0: no limit (course extension, see read_until()).
+  ReadCallback read_callback_;       ///< The pending read's callback; empty when none is pending.
+  Callback read_too_long_callback_;  ///< Called when read_max_bytes_ pass unmatched.
+  Callback write_callback_;          ///< Runs once the write buffer is empty.
+  Callback close_callback_;          ///< Runs once when the stream closes.
+  Callback connect_callback_;        ///< Runs once connect() has succeeded.
+  bool connecting_ = false;          ///< A connect() is in progress.
+  std::uint32_t state_;              ///< The events the loop watches for the fd.
+  bool lingering_ = false;  ///< close_gracefully(): input is discarded until EOF or timeout.
+  IOLoop::TimeoutHandle linger_timeout_;  ///< Ends close_gracefully()'s wait.
+  /// Expires with the stream; queued callbacks check it before touching the stream.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
@@ -266,13 +274,13 @@ class IOStream {
 /// Either way the stream starts "accepting", and every READ or WRITE event until the
 /// handshake is done goes to do_ssl_handshake_() instead of the buffers:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   event (READ or WRITE) --> do_handshake()
 ///      WANT_READ  -> handshake_reading_:  reading() is true, READ is watched
 ///      WANT_WRITE -> handshake_writing_:  writing() is true, WRITE is watched
 ///      EOF, a TLS alert, a socket error   -> close()  (a TLS alert is logged)
 ///      done       -> ssl_accepting_ = false, IOStream::handle_connect_() (the connect callback)
-/// \endverbatim
+/// ~~~
 ///
 /// The interest is not changed here: reading() and writing() report the handshake's wish, and
 /// the recomputation at the end of IOStream::handle_events_() turns it into the watched
@@ -334,12 +342,13 @@ class SSLIOStream : public IOStream {
   std::size_t read_from_socket_(std::string& chunk) override;
 
  private:
+  /// Advances the handshake. \tornado{tornado/iostream.py,SSLIOStream._do_ssl_handshake}
   void do_ssl_handshake_();
 
-  std::shared_ptr<ssl::SSLContext> ssl_options_;  // The client's context; null on a server.
-  bool ssl_accepting_ = true;
-  bool handshake_reading_ = false;
-  bool handshake_writing_ = false;
+  std::shared_ptr<ssl::SSLContext> ssl_options_;  ///< The client's context; null on a server.
+  bool ssl_accepting_ = true;                     ///< The handshake has not finished.
+  bool handshake_reading_ = false;                ///< The handshake waits to read.
+  bool handshake_writing_ = false;                ///< The handshake waits to write.
 };
 
 }  // namespace tornado

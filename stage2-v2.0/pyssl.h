@@ -75,9 +75,10 @@ class SSLContext {
   bool server_side() const { return server_side_; }
 
  private:
+  /// Takes ownership of `ctx`.
   SSLContext(SSL_CTX* ctx, bool server_side) : ctx_(ctx), server_side_(server_side) {}
-  SSL_CTX* ctx_;
-  bool server_side_;
+  SSL_CTX* ctx_;      ///< The OpenSSL context, owned.
+  bool server_side_;  ///< A server's context, not a client's.
 };
 
 /// `ssl.SSLSocket`: a TLS session over a connected socket. It does not own the fd (the
@@ -119,9 +120,9 @@ class SSLSocket {
   int fileno() const { return fd_; }
 
  private:
-  std::shared_ptr<SSLContext> context_;
-  SSL* ssl_;
-  int fd_;
+  std::shared_ptr<SSLContext> context_;  ///< Keeps the context alive.
+  SSL* ssl_;                             ///< The OpenSSL session, owned.
+  int fd_;                               ///< The socket, not owned.
 };
 
 /// `ssl.wrap_socket(sock, server_side=..., do_handshake_on_connect=True)` on a socket with a

@@ -44,12 +44,12 @@ struct StreamClosedError : std::runtime_error {
 /// front. Afterwards the deque always has a first entry, possibly empty. The doctests of 2.0,
 /// one after another on the same deque:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   ['abc', 'de', 'fghi', 'j']  merge_prefix(d, 5)   -> ['abcde', 'fghi', 'j']
 ///                               merge_prefix(d, 7)   -> ['abcdefg', 'hi', 'j']
 ///                               merge_prefix(d, 3)   -> ['abc', 'defg', 'hi', 'j']
 ///                               merge_prefix(d, 100) -> ['abcdefghij']
-/// \endverbatim
+/// ~~~
 /// \tornado{tornado/iostream.py,_merge_prefix}
 void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 
@@ -59,11 +59,11 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 /// whole: the first entry at least doubles, and a small first entry takes the second one in
 /// whole rather than splitting it. Python needed two entries (an IndexError otherwise); here a
 /// missing second entry counts as empty, so a single entry is left alone.
-/// \verbatim
+/// ~~~{.unparsed}
 ///   ['abc', 'de', 'fghi', 'j']  double_prefix(d) -> ['abcdef', 'ghi', 'j']      (doubled)
 ///                               double_prefix(d) -> ['abcdefghij']            (everything)
 ///   ['a', 'bcdef', 'g']         double_prefix(d) -> ['abcdef', 'g']   (second taken whole)
-/// \endverbatim
+/// ~~~
 /// \tornado{tornado/iostream.py,_double_prefix}
 void double_prefix(std::deque<std::string>& deque);
 
@@ -74,13 +74,13 @@ void double_prefix(std::deque<std::string>& deque);
 /// two. Since 2.0 each buffer is a deque of strings, one entry per recv() or per write() (since
 /// 2.3, per 128 KiB of a write()), with a running byte count for the read side:
 ///
-/// \verbatim
+/// ~~~{.unparsed}
 ///   read_buffer_   [ "GET / HT" | "TP/1.1\r\nHo" | "st: a\r\n\r\n" | ... ]  read_buffer_size_
 ///                    appending a chunk is O(1); consume_(n) = merge_prefix(n) + pop_front
 ///   write_buffer_  [ head <= 128 KiB | "..." | "..." ]
 ///                    before each send(), merge_prefix(128 KiB) fills or trims the head;
 ///                    after it, merge_prefix(sent) splits off what left, then pop_front
-/// \endverbatim
+/// ~~~
 ///
 /// A body arriving in 4 KiB chunks is now joined once, when it is consumed: O(n) instead of
 /// stages 0-1's O(n^2). Of the two costs stage2 kept, 3.0 removed one and reduced the other:
@@ -303,14 +303,25 @@ class BaseIOStream {
   bool connecting_ = false;      ///< Between connect() and its first WRITE event.
 
  private:
+  /// Runs the close callback when due.
+  /// \tornado{tornado/iostream.py,IOStream._maybe_run_close_callback}
   void maybe_run_close_callback_();
+  /// Dispatches one event. \tornado{tornado/iostream.py,IOStream._handle_events}
   void handle_events_(int fd, std::uint32_t events);
+  /// Sets the pending read's callback. \tornado{tornado/iostream.py,IOStream._set_read_callback}
   void set_read_callback_(ReadCallback callback);
+  /// Serves a read now if it can. \tornado{tornado/iostream.py,IOStream._try_inline_read}
   void try_inline_read_();
+  /// Reads once into the buffer. \tornado{tornado/iostream.py,IOStream._read_to_buffer}
   std::size_t read_to_buffer_();
+  /// Runs a satisfied read. \tornado{tornado/iostream.py,IOStream._read_from_buffer}
   bool read_from_buffer_();
+  /// Takes `loc` bytes off the buffer. \tornado{tornado/iostream.py,IOStream._consume}
   std::string consume_(std::size_t loc);
+  /// Throws when closed. \tornado{tornado/iostream.py,IOStream._check_closed}
   void check_closed_() const;
+  /// Watches for a close when idle.
+  /// \tornado{tornado/iostream.py,IOStream._maybe_add_error_listener}
   void maybe_add_error_listener_();
 
   // A deque of chunks that holds no memory while it is empty. C++ plumbing, not history:
@@ -339,27 +350,27 @@ class BaseIOStream {
     std::unique_ptr<std::deque<std::string>> deque_;
   };
 
-  std::size_t max_buffer_size_;
-  Chunks read_buffer_;
-  Chunks write_buffer_;
-  std::size_t read_buffer_size_ = 0;
-  bool write_buffer_frozen_ = false;
-  std::optional<std::string> read_delimiter_;
-  std::optional<std::regex> read_regex_;
-  std::optional<std::size_t> read_bytes_;
-  bool read_until_close_ = false;
-  std::size_t read_max_bytes_ = 0;  // 0: no limit (course extension, see read_until()).
-  ReadCallback read_callback_;
-  ReadCallback streaming_callback_;
-  Callback read_too_long_callback_;
-  Callback write_callback_;
-  Callback close_callback_;
-  std::optional<std::uint32_t> state_;  // Empty: not registered with the loop (yet, or any more).
-  int pending_callbacks_ = 0;           // Queued by run_callback_() and not yet run.
-  bool closed_ = false;
-  bool lingering_ = false;  // close_gracefully(): input is discarded until EOF or timeout.
-  IOLoop::TimeoutHandle linger_timeout_;
-  // Expires with the stream; queued callbacks check it before touching the stream.
+  std::size_t max_buffer_size_;                ///< A read buffer this large closes the stream.
+  Chunks read_buffer_;                         ///< Received bytes no read has taken yet.
+  Chunks write_buffer_;                        ///< Bytes write() took that are not sent yet.
+  std::size_t read_buffer_size_ = 0;           ///< The bytes read_buffer_ holds.
+  bool write_buffer_frozen_ = false;           ///< Keeps the head whole for a retried send.
+  std::optional<std::string> read_delimiter_;  ///< What the pending read_until() waits for.
+  std::optional<std::regex> read_regex_;       ///< What the pending read_until_regex() waits for.
+  std::optional<std::size_t> read_bytes_;      ///< What the pending read_bytes() waits for.
+  bool read_until_close_ = false;              ///< A read_until_close() is pending.
+  std::size_t read_max_bytes_ = 0;   ///< 0: no limit (course extension, see read_until()).
+  ReadCallback read_callback_;       ///< The pending read's callback; empty when none is pending.
+  ReadCallback streaming_callback_;  ///< Gets the pending read's data as it arrives.
+  Callback read_too_long_callback_;  ///< Called when read_max_bytes_ pass unmatched.
+  Callback write_callback_;          ///< Runs once the write buffer is empty.
+  Callback close_callback_;          ///< Runs once when the stream closes.
+  std::optional<std::uint32_t> state_;  ///< Empty: not registered with the loop (yet, or any more).
+  int pending_callbacks_ = 0;           ///< Queued by run_callback_() and not yet run.
+  bool closed_ = false;                 ///< close() has run.
+  bool lingering_ = false;  ///< close_gracefully(): input is discarded until EOF or timeout.
+  IOLoop::TimeoutHandle linger_timeout_;  ///< Ends close_gracefully()'s wait.
+  /// Expires with the stream; queued callbacks check it before touching the stream.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
@@ -427,7 +438,7 @@ class IOStream : public BaseIOStream {
   void handle_connect_() override;
 
  private:
-  int fd_;
+  int fd_;  ///< The socket; -1 once closed.
 };
 
 /// An IOStream over a TLS session: reads and writes go through an ssl::SSLSocket, and the
@@ -506,15 +517,17 @@ class SSLIOStream : public IOStream {
   std::size_t write_to_fd(const std::string& data) override;
 
  private:
+  /// Advances the handshake. \tornado{tornado/iostream.py,SSLIOStream._do_ssl_handshake}
   void do_ssl_handshake_();
 
+  /// The TLS session over fd_, for an HTTPS connection.
   std::unique_ptr<ssl::SSLSocket> ssl_socket_;
-  std::shared_ptr<ssl::SSLContext> ssl_options_;  // Client side: wraps the socket in connect.
-  bool ssl_accepting_ = true;
-  bool handshake_reading_ = false;
-  bool handshake_writing_ = false;
-  Callback ssl_connect_callback_;
-  std::string server_hostname_;
+  std::shared_ptr<ssl::SSLContext> ssl_options_;  ///< Client side: wraps the socket in connect.
+  bool ssl_accepting_ = true;                     ///< The handshake has not finished.
+  bool handshake_reading_ = false;                ///< The handshake waits to read.
+  bool handshake_writing_ = false;                ///< The handshake waits to write.
+  Callback ssl_connect_callback_;                 ///< Runs when a client handshake is done.
+  std::string server_hostname_;                   ///< The name a client sends (SNI).
 };
 
 /// A BaseIOStream over one end of a pipe (new in 3.0), or any other fd that read() and
@@ -551,7 +564,7 @@ class PipeIOStream : public BaseIOStream {
   std::size_t read_from_fd(std::string& chunk) override;
 
  private:
-  int fd_;
+  int fd_;  ///< The pipe; -1 once closed.
 };
 
 }  // namespace tornado

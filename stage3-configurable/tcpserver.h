@@ -115,15 +115,16 @@ class TCPServer {
   int port() const;
 
  private:
+  /// Wraps and hands on one socket. \tornado{tornado/tcpserver.py,TCPServer._handle_connection}
   void handle_connection_(int connection, const sockaddr_storage& address);
 
-  IOLoop* io_loop_;
-  std::optional<ssl::SSLOptions> ssl_options_;
-  std::shared_ptr<ssl::SSLContext> ssl_context_;  // Made from ssl_options_, once.
-  std::size_t max_buffer_size_;
-  std::vector<int> sockets_;          // Accepting sockets (3.0's `_sockets`).
-  std::vector<int> pending_sockets_;  // Bound, waiting for start().
-  bool started_ = false;
+  IOLoop* io_loop_;  ///< The loop; null until start() when none was given.
+  std::optional<ssl::SSLOptions> ssl_options_;    ///< Certificates for HTTPS; none for HTTP.
+  std::shared_ptr<ssl::SSLContext> ssl_context_;  ///< Made from ssl_options_, once.
+  std::size_t max_buffer_size_;                   ///< Each stream's read buffer limit.
+  std::vector<int> sockets_;                      ///< Accepting sockets (3.0's `_sockets`).
+  std::vector<int> pending_sockets_;              ///< Bound, waiting for start().
+  bool started_ = false;                          ///< start() has run.
 };
 
 }  // namespace tornado
