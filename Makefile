@@ -23,6 +23,9 @@ PRESET ?= dev
 STAGE  ?= stage0-pre1.0
 PORT   ?= 8888
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+# Tests run two per core: most of their time is spent waiting on sockets, timers and child
+# processes, not on the CPU.
+TEST_JOBS ?= $(shell echo $$(( $(JOBS) * 2 )))
 
 BUILD_DIR_dev     := build
 BUILD_DIR_asan    := build/asan
@@ -87,7 +90,7 @@ build:
 	cmake --build --preset $(PRESET) -j $(JOBS)
 
 test:
-	ctest --preset $(PRESET) -j $(JOBS)
+	ctest --preset $(PRESET) -j $(TEST_JOBS)
 
 serve: build serve-only
 
