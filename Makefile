@@ -43,8 +43,8 @@ include tests/mutants/mutants.mk
 include docs/docs.mk
 
 # Debian packages, by what they are for.
-DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev
-DEPS_TEST  := curl python3 procps
+DEPS_BUILD := build-essential cmake pkg-config doctest-dev nlohmann-json3-dev libssl-dev
+DEPS_TEST  := curl python3 procps openssl
 DEPS_TOOLS := clang-format
 DEPS := $(DEPS_BUILD) $(DEPS_TEST) $(DEPS_TOOLS) $(DEPS_BENCH) $(DEPS_DOCS)
 include common/deploy/deploy.mk

@@ -145,12 +145,21 @@ nlohmann::ordered_json describe(const HTTPRequest& request) {
     files[field] = std::move(list);
   }
 
-  return {{"method", request.method},      {"uri", request.uri},
-          {"path", request.path},          {"query", request.query},
-          {"version", request.version},    {"remote_ip", request.remote_ip},
-          {"protocol", request.protocol},  {"host", request.host},
-          {"headers", std::move(headers)}, {"arguments", std::move(arguments)},
-          {"files", std::move(files)},     {"body_length", request.body.size()}};
+  nlohmann::ordered_json description = {
+      {"method", request.method},      {"uri", request.uri},
+      {"path", request.path},          {"query", request.query},
+      {"version", request.version},    {"remote_ip", request.remote_ip},
+      {"protocol", request.protocol},  {"host", request.host},
+      {"headers", std::move(headers)}, {"arguments", std::move(arguments)},
+      {"files", std::move(files)},     {"body_length", request.body.size()}};
+#if TORNADO_HAS_SSL_IOSTREAM
+  // 2.0's HTTPRequest.get_ssl_certificate(): the subject of a client certificate that
+  // verified, on a TLS connection. (1.0 could ask for one but never told the handler.)
+  if (std::optional<std::string> subject = request.get_ssl_certificate()) {
+    description["client_certificate"] = {{"subject", *subject}};
+  }
+#endif
+  return description;
 }
 
 // The route handlers. `number` is the digits after the route's prefix, empty for routes

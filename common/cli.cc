@@ -100,6 +100,29 @@ constexpr Flag kFlags[] = {
        return v == "epoll" || v == "poll" || v == "select";
      }},
 #endif
+#if TORNADO_HAS_SSL
+    // Tornado's ssl_options, new in 1.0. The combination is checked after parsing.
+    {"certfile", "PATH", "serve HTTPS with this PEM certificate (chain); needs --keyfile",
+     [](ServerOptions& o, std::string_view v) {
+       o.certfile = std::string(v);
+       return !v.empty();
+     }},
+    {"keyfile", "PATH", "the PEM private key of --certfile",
+     [](ServerOptions& o, std::string_view v) {
+       o.keyfile = std::string(v);
+       return !v.empty();
+     }},
+    {"ca-certs", "PATH", "PEM file of the CAs client certificates must chain to",
+     [](ServerOptions& o, std::string_view v) {
+       o.ca_certs = std::string(v);
+       return !v.empty();
+     }},
+    {"cert-reqs", "MODE", "client certificates: none, optional or required (default none)",
+     [](ServerOptions& o, std::string_view v) {
+       o.cert_reqs = std::string(v);
+       return v == "none" || v == "optional" || v == "required";
+     }},
+#endif
     {"quiet", nullptr, "do not write the access log",
      [](ServerOptions& o, std::string_view) {
        o.quiet = true;
@@ -123,6 +146,35 @@ void print_usage(std::FILE* out, const char* program) {
   std::fprintf(stderr, "%s: %s\n", program, message.c_str());
   print_usage(stderr, program);
   std::exit(2);
+}
+
+// A mistake in the TLS flags: one line, without the usage, as the contract wants for every
+// TLS configuration error (the unreadable files are reported the same way by main()).
+[[noreturn]] void tls_error(const char* program, const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", program, message.c_str());
+  std::exit(2);
+}
+
+bool is_tls_flag(std::string_view name) {
+  return name == "certfile" || name == "keyfile" || name == "ca-certs" || name == "cert-reqs";
+}
+
+// The TLS flags make sense only together.
+void check_tls_options(const char* program, const ServerOptions& o) {
+  if (!o.certfile.empty() && o.keyfile.empty()) {
+    tls_error(program, "--certfile needs --keyfile");
+  }
+  if (!o.keyfile.empty() && o.certfile.empty()) {
+    tls_error(program, "--keyfile needs --certfile");
+  }
+  bool asks_for_client_certificates = !o.ca_certs.empty() || o.cert_reqs != "none";
+  if (asks_for_client_certificates && !o.tls()) {
+    tls_error(program, std::string(o.ca_certs.empty() ? "--cert-reqs" : "--ca-certs") +
+                           " needs --certfile and --keyfile");
+  }
+  if (o.cert_reqs != "none" && o.ca_certs.empty()) {
+    tls_error(program, "--cert-reqs " + o.cert_reqs + " needs --ca-certs");
+  }
 }
 
 const Flag* find_flag(std::string_view name) {
@@ -177,9 +229,14 @@ void on_signal_pipe_readable(int fd, std::uint32_t) {
 
 }  // namespace
 
-ServerOptions parse_command_line(int argc, char** argv) {
-  const char* program = argc > 0 ? argv[0] : "server";
+const char* program_name(int argc, char** argv) {
+  const char* program = argc > 0 && argv[0] ? argv[0] : "server";
   if (const char* slash = std::strrchr(program, '/')) program = slash + 1;
+  return program;
+}
+
+ServerOptions parse_command_line(int argc, char** argv) {
+  const char* program = program_name(argc, argv);
 
   ServerOptions options;
   for (int i = 1; i < argc; ++i) {
@@ -199,6 +256,10 @@ ServerOptions parse_command_line(int argc, char** argv) {
     }
     const Flag* flag = find_flag(name);
     std::string dashed = "--" + std::string(name);
+    if (!flag && is_tls_flag(name)) {
+      tls_error(program, "unknown option " + dashed + " (this stage has no HTTPS: Tornado " +
+                             TORNADO_VERSION + " had no ssl_options)");
+    }
     if (!flag) usage_error(program, "unknown option " + dashed);
 
     if (!flag->value_name) {
@@ -208,9 +269,12 @@ ServerOptions parse_command_line(int argc, char** argv) {
       value = argv[++i];
     }
     if (!flag->set(options, value.value_or(""))) {
-      usage_error(program, "invalid value for " + dashed + ": '" + std::string(*value) + "'");
+      std::string message = "invalid value for " + dashed + ": '" + std::string(*value) + "'";
+      if (is_tls_flag(name)) tls_error(program, message);
+      usage_error(program, message);
     }
   }
+  check_tls_options(program, options);
   return options;
 }
 
@@ -218,10 +282,10 @@ void apply_logging(const ServerOptions& options) {
   set_log_level(options.quiet ? LogLevel::kWarning : LogLevel::kInfo);
 }
 
-void print_listening(const std::string& address, int port) {
+void print_listening(const std::string& address, int port, bool https) {
   bool ipv6 = address.find(':') != std::string::npos;
-  std::printf("listening on http://%s%s%s:%d\n", ipv6 ? "[" : "", address.c_str(), ipv6 ? "]" : "",
-              port);
+  std::printf("listening on %s://%s%s%s:%d\n", https ? "https" : "http", ipv6 ? "[" : "",
+              address.c_str(), ipv6 ? "]" : "", port);
   std::fflush(stdout);
 }
 

@@ -21,6 +21,14 @@ struct ServerOptions {
   int processes = 1;        ///< `--processes` (prefork stages): 0 means one process per CPU.
   std::string ioloop;       ///< `--ioloop` (configurable stages): backend name, empty for default.
   bool autoreload = false;  ///< `--autoreload` (stages with PeriodicCallback): restart on rebuild.
+  std::string certfile;     ///< `--certfile` (TLS stages): the server's PEM certificate chain.
+  std::string keyfile;      ///< `--keyfile` (TLS stages): its PEM private key.
+  std::string ca_certs;     ///< `--ca-certs` (TLS stages): CAs that client certificates chain to.
+  std::string cert_reqs = "none";  ///< `--cert-reqs`: none, optional or required.
+
+  /// Whether to serve HTTPS: `--certfile` and `--keyfile` were given (one without the other
+  /// is refused by parse_command_line()).
+  bool tls() const { return !certfile.empty() && !keyfile.empty(); }
 };
 
 /// Parses the server's flags, as `--flag value` or `--flag=value`.
@@ -28,15 +36,26 @@ struct ServerOptions {
 /// `--help` prints the usage to stdout and exits with status 0. An unknown flag, a missing
 /// or malformed value (numbers must be plain decimal and in range) prints a message and
 /// the usage to stderr and exits with status 2.
+///
+/// The TLS flags are checked together, and a mistake in them is one line on stderr (no
+/// usage) and status 2: `--certfile` without `--keyfile` or the reverse, `--ca-certs` or
+/// `--cert-reqs` without them, `--cert-reqs` other than none, optional or required, and
+/// optional or required without `--ca-certs`. A stage without TLS (stage0) refuses all four
+/// the same way. Whether the files can be read is for ssl::SSLContext::server() to say.
 ServerOptions parse_command_line(int argc, char** argv);
+
+/// The program's name as messages start with it: `argv[0]` without its directory
+/// ("server" when there is none).
+const char* program_name(int argc, char** argv);
 
 /// Sets the log threshold the options ask for: warnings and errors only with `--quiet`,
 /// which is how the access log (written at info level) is turned off.
 void apply_logging(const ServerOptions& options);
 
-/// Prints the one line a test harness waits for, `listening on http://ADDRESS:PORT`, to
-/// stdout and flushes it. An IPv6 address is put in brackets, as URLs require.
-void print_listening(const std::string& address, int port);
+/// Prints the one line a test harness waits for, `listening on http://ADDRESS:PORT` (with
+/// `https` when `https`), to stdout and flushes it. An IPv6 address is put in brackets, as
+/// URLs require.
+void print_listening(const std::string& address, int port, bool https = false);
 
 /// The arguments a server restarted by autoreload runs with: its own `argv`, plus
 /// `--port=PORT` naming the port it is bound to. A server started with `--port 0` thus binds

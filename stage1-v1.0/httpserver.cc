@@ -36,12 +36,15 @@ std::system_error errno_error(const char* what) {
 // HTTPServer
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
-                       bool xheaders, std::size_t max_body_size)
+                       bool xheaders, std::size_t max_body_size,
+                       std::optional<ssl::SSLOptions> ssl_options)
     : request_callback_(std::move(request_callback)),
       no_keep_alive_(no_keep_alive),
       io_loop_(io_loop),
       xheaders_(xheaders),
-      max_body_size_(max_body_size) {}
+      max_body_size_(max_body_size) {
+  if (ssl_options) ssl_context_ = ssl::SSLContext::server(*ssl_options);
+}
 
 HTTPServer::~HTTPServer() {
   if (socket_ >= 0) stop();
@@ -156,9 +159,32 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
     }
     char ip[INET_ADDRSTRLEN] = "";
     ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
+    std::unique_ptr<ssl::SSLSocket> connection;
+    if (ssl_context_) {
+      // 1.0: `connection = ssl.wrap_socket(connection, server_side=True, **self.ssl_options)`
+      // on the blocking socket accept() returned. The whole TLS handshake runs here, in the
+      // accept handler: every other connection, and every client still waiting to be
+      // accepted, waits until this one client has finished it. (Here the socket is already
+      // non-blocking, and wrap_socket() polls it alone: the loop is blocked just the same.)
+      //
+      // Course contract: at most kHandshakeTimeout (1 s) per handshake. 1.0 had no bound: one
+      // client that connected and sent nothing stopped the server for good. With the bound, a
+      // stalled client still stops everyone for a second. Tornado 1.1's SSLIOStream moved
+      // the handshake into the IOLoop (stage2, as 2.0 had it).
+      try {
+        connection = ssl::wrap_socket(ssl_context_, fd, kHandshakeTimeout);
+      } catch (const std::exception& e) {
+        // 1.0 let the error escape to the IOLoop, which logged it and left the rest of the
+        // backlog to the next poll; the socket closed when Python collected it.
+        LOG_WARNING("SSL handshake with %s failed: %s", ip, e.what());
+        ::close(fd);
+        continue;
+      }
+    }
     try {
       std::size_t limit = stream_buffer_limit(max_body_size_, HTTPConnection::kMaxHeaderSize);
-      auto stream = std::make_unique<IOStream>(fd, io_loop_, limit);
+      auto stream = connection ? std::make_unique<IOStream>(std::move(connection), io_loop_, limit)
+                               : std::make_unique<IOStream>(fd, io_loop_, limit);
       connections_.push_back(HTTPConnection::create(std::move(stream), ip, request_callback_,
                                                     no_keep_alive_, xheaders_, max_body_size_));
       prune_connections_();
@@ -428,7 +454,15 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
     if (this->protocol.empty()) this->protocol = "http";
   } else {
     this->remote_ip = std::move(remote_ip);
-    this->protocol = protocol.empty() ? "http" : std::move(protocol);
+    // Course contract: "https" on a TLS connection, as 1.2 reported it. 1.0 said "http"
+    // unless the caller said otherwise, HTTPS or not.
+    if (!protocol.empty()) {
+      this->protocol = std::move(protocol);
+    } else if (this->connection && this->connection->stream().ssl_socket()) {
+      this->protocol = "https";
+    } else {
+      this->protocol = "http";
+    }
   }
   this->host = !host.empty() ? std::move(host) : this->headers.get("Host");
   if (this->host.empty()) this->host = "127.0.0.1";

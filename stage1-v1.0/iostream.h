@@ -4,11 +4,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "ioloop.h"
+#include "pyssl.h"
 
 namespace tornado {
 
@@ -46,6 +48,10 @@ struct StreamClosedError : std::runtime_error {
 /// - bits are added at once by add_io_state_() and removed only by the recomputation at the
 ///   end of handle_events_().
 ///
+/// HTTPS: a stream made from an ssl::SSLSocket whose handshake is done (1.0's HTTPServer
+/// wrapped the socket before making the stream) reads and writes through it, as 1.0's
+/// `self.socket.recv()` and `send()` were the SSLSocket's. Everything else is the same.
+///
 /// Callbacks run synchronously: a read that the buffer already satisfies calls its callback
 /// inside read_until() / read_bytes(). Since 1.0, a callback that throws closes the stream
 /// before the exception reaches the IOLoop. Ownership: the stream owns its fd from construction
@@ -66,6 +72,10 @@ class IOStream {
   /// \tornado{tornado/iostream.py,IOStream.__init__}
   explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                     std::size_t read_chunk_size = 4096);
+  /// The same over a TLS session whose handshake is complete: takes ownership of the session
+  /// and of its socket, and reads and writes plaintext through `socket`.
+  explicit IOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop = nullptr,
+                    std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
   /// Closes the socket if still open, without running the close callback.
   ~IOStream();
   IOStream(const IOStream&) = delete;
@@ -121,6 +131,9 @@ class IOStream {
   bool closed() const { return fd_ < 0; }
   /// The socket, or -1 once closed (Python exposed `stream.socket`).
   int fd() const { return fd_; }
+  /// The TLS session the stream reads and writes through, or null for plain TCP and once
+  /// closed (Python's `stream.socket` was then an `ssl.SSLSocket`).
+  ssl::SSLSocket* ssl_socket() const { return ssl_socket_.get(); }
   /// The read buffer's size limit given to the constructor.
   std::size_t max_buffer_size() const { return max_buffer_size_; }
   /// The loop the stream is registered with (Python's public `stream.io_loop`).
@@ -136,6 +149,7 @@ class IOStream {
   void add_io_state_(std::uint32_t state);
 
   int fd_;
+  std::unique_ptr<ssl::SSLSocket> ssl_socket_;  // Null for plain TCP.
   IOLoop& io_loop_;
   std::size_t max_buffer_size_;
   std::size_t read_chunk_size_;

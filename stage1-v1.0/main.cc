@@ -12,7 +12,11 @@
 // "listening on" line the tests wait for (printed once, by the parent, as soon as the socket
 // is bound), and the Supervisor, which adds what 1.0's parent lacked: SIGINT/SIGTERM stop
 // the parent and every child with exit status 0, and children die with their parent.
+#include <cstdio>
 #include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
 #include <system_error>
 
 #include "app.h"
@@ -21,7 +25,24 @@
 #include "httpserver.h"
 #include "ioloop.h"
 #include "log.h"
+#include "pyssl.h"
 #include "supervisor.h"
+
+namespace {
+
+// `--certfile` and the rest as 1.0's ssl_options dictionary; nothing without --certfile.
+std::optional<tornado::ssl::SSLOptions> ssl_options(const course::ServerOptions& options) {
+  if (!options.tls()) return std::nullopt;
+  tornado::ssl::SSLOptions ssl;
+  ssl.certfile = options.certfile;
+  ssl.keyfile = options.keyfile;
+  ssl.ca_certs = options.ca_certs;
+  if (options.cert_reqs == "optional") ssl.cert_reqs = tornado::ssl::CERT_OPTIONAL;
+  if (options.cert_reqs == "required") ssl.cert_reqs = tornado::ssl::CERT_REQUIRED;
+  return ssl;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   course::ServerOptions options = course::parse_command_line(argc, argv);
@@ -33,15 +54,24 @@ int main(int argc, char** argv) {
   // makes start(n) below serve in one process.
   if (options.autoreload) tornado::autoreload::start();
   // No IOLoop is passed: with --processes N every child creates its own after the fork.
-  tornado::HTTPServer http_server(std::ref(app), options.no_keep_alive, nullptr, options.xheaders,
-                                  options.max_body_size);
+  // A certificate or key that cannot be used is reported here, before the ready line.
+  std::unique_ptr<tornado::HTTPServer> server;
+  try {
+    server = std::make_unique<tornado::HTTPServer>(std::ref(app), options.no_keep_alive, nullptr,
+                                                   options.xheaders, options.max_body_size,
+                                                   ssl_options(options));
+  } catch (const std::runtime_error& e) {
+    std::fprintf(stderr, "%s: %s\n", course::program_name(argc, argv), e.what());
+    return 2;
+  }
+  tornado::HTTPServer& http_server = *server;
   try {
     http_server.bind(options.port, options.address);
   } catch (const std::system_error& e) {
     LOG_ERROR("cannot listen on %s:%d: %s", options.address.c_str(), options.port, e.what());
     return 1;
   }
-  course::print_listening(options.address, http_server.port());
+  course::print_listening(options.address, http_server.port(), options.tls());
   if (options.autoreload) {
     tornado::autoreload::set_argv(course::reexec_arguments(argc, argv, http_server.port()));
   }

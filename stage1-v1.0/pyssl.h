@@ -24,17 +24,18 @@ enum CertReqs { CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED };
 /// carried: the server's certificate chain and key, and for client certificates the CA file
 /// and `cert_reqs`.
 struct SSLOptions {
-  std::string certfile;
-  std::string keyfile;
-  std::string ca_certs;
-  CertReqs cert_reqs = CERT_NONE;
+  std::string certfile;            ///< PEM file: the server's certificate, then any chain.
+  std::string keyfile;             ///< PEM file: the certificate's private key, unencrypted.
+  std::string ca_certs;            ///< PEM file of the CAs a client certificate must chain to.
+  CertReqs cert_reqs = CERT_NONE;  ///< Whether to ask for, and insist on, a client certificate.
 };
 
 /// `ssl.SSLError`, with `args[0]` as `code`: one of the SSL_ERROR_* values below, as Python
 /// raised it from a non-blocking socket.
 struct SSLError : std::runtime_error {
+  /// An error with SSL_ERROR_* `code` and a one-line message.
   SSLError(int code, const std::string& what) : std::runtime_error(what), code(code) {}
-  int code;
+  int code;  ///< One of the SSL_ERROR_* values below.
 };
 
 /// The SSLError codes Tornado's code compares against (Python's values, which are OpenSSL's).
@@ -60,11 +61,14 @@ class SSLContext {
   /// A client context that verifies the server against `ca_certs` (the system's CAs when
   /// empty). Throws as server() does.
   static std::shared_ptr<SSLContext> client(const std::string& ca_certs = "");
+  /// Frees the OpenSSL context once no SSLSocket uses it any more.
   ~SSLContext();
   SSLContext(const SSLContext&) = delete;
   SSLContext& operator=(const SSLContext&) = delete;
 
+  /// The OpenSSL context, for the sessions made from it.
   SSL_CTX* native() const { return ctx_; }
+  /// True for a context made by server(), false for one made by client().
   bool server_side() const { return server_side_; }
 
  private:
@@ -77,7 +81,11 @@ class SSLContext {
 /// IOStream does and closes it); destroying it frees the session only.
 class SSLSocket {
  public:
+  /// A session on connected socket `fd`, on the side `context` was made for. The handshake
+  /// has not started; do_handshake() (or the first recv/send) runs it. Throws
+  /// std::runtime_error when OpenSSL cannot create the session.
   SSLSocket(std::shared_ptr<SSLContext> context, int fd);
+  /// Frees the session; the fd is left open, and no TLS close_notify is sent.
   ~SSLSocket();
   SSLSocket(const SSLSocket&) = delete;
   SSLSocket& operator=(const SSLSocket&) = delete;
@@ -104,6 +112,7 @@ class SSLSocket {
   /// `SSL_set_tlsext_host_name`, for the client side (SNI).
   void set_server_hostname(const std::string& hostname);
 
+  /// The socket the session runs over (`fileno()`).
   int fileno() const { return fd_; }
 
  private:
@@ -111,6 +120,15 @@ class SSLSocket {
   SSL* ssl_;
   int fd_;
 };
+
+/// `ssl.wrap_socket(sock, server_side=..., do_handshake_on_connect=True)` on a socket with a
+/// timeout: wraps connected socket `fd` and completes the handshake before returning,
+/// waiting on `fd` as a blocking socket would, for at most `timeout` seconds in all (Python's
+/// socket timeout bounded each wait; here the bound is on the whole handshake). `fd` may be
+/// non-blocking: the waits are poll()s on it alone, so the caller's thread does nothing else
+/// meanwhile. Throws SSLError when the handshake fails, and std::system_error(ETIMEDOUT)
+/// (Python's `socket.timeout`) when the time is up. The fd stays open either way.
+std::unique_ptr<SSLSocket> wrap_socket(std::shared_ptr<SSLContext> context, int fd, double timeout);
 
 }  // namespace ssl
 }  // namespace tornado

@@ -11,3 +11,6 @@
 #define TORNADO_HAS_TIMEOUT_HEAP 0       // remove_timeout after firing is harmless: stage2
 #define TORNADO_HAS_CONNECT 0            // IOStream::connect: stage2
 #define TORNADO_HAS_CONFIGURABLE 0       // --ioloop epoll|poll|select: stage3
+#define TORNADO_HAS_SSL 1                // HTTPS, ssl_options: stage1
+#define TORNADO_HAS_SSL_IOSTREAM 0       // SSLIOStream, client certificates: stage2
+#define TORNADO_HAS_STREAM_HIERARCHY 0   // BaseIOStream, PipeIOStream: stage3
