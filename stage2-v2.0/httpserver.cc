@@ -36,12 +36,16 @@ std::system_error errno_error(const char* what) {
 // HTTPServer
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
-                       bool xheaders, std::size_t max_body_size)
+                       bool xheaders, std::size_t max_body_size,
+                       std::optional<ssl::SSLOptions> ssl_options)
     : request_callback_(std::move(request_callback)),
       no_keep_alive_(no_keep_alive),
       io_loop_(io_loop),
       xheaders_(xheaders),
-      max_body_size_(max_body_size) {}
+      max_body_size_(max_body_size),
+      ssl_options_(std::move(ssl_options)) {
+  if (ssl_options_) ssl_context_ = ssl::SSLContext::server(*ssl_options_);
+}
 
 HTTPServer::~HTTPServer() {
   if (!sockets_.empty()) stop();
@@ -202,9 +206,27 @@ void HTTPServer::handle_events_(int fd, std::uint32_t) {
     } else {
       ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&addr)->sin_addr, ip, sizeof ip);
     }
+    std::unique_ptr<ssl::SSLSocket> connection;
+    if (ssl_context_) {
+      // ssl.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), since
+      // 1.1: only the session is created here. The handshake that 1.0 completed in this
+      // handler, blocking the loop, is left to the SSLIOStream and the loop's events.
+      try {
+        connection = std::make_unique<ssl::SSLSocket>(ssl_context_, fd);
+      } catch (const std::exception& e) {
+        ::close(fd);
+        LOG_ERROR("Error in connection callback: %s", e.what());
+        continue;
+      }
+    }
     try {
       std::size_t limit = stream_buffer_limit(max_body_size_, HTTPConnection::kMaxHeaderSize);
-      auto stream = std::make_unique<IOStream>(fd, io_loop_, limit);
+      std::unique_ptr<IOStream> stream;
+      if (connection) {
+        stream = std::make_unique<SSLIOStream>(std::move(connection), io_loop_, limit);
+      } else {
+        stream = std::make_unique<IOStream>(fd, io_loop_, limit);
+      }
       connections_.push_back(HTTPConnection::create(std::move(stream), ip, request_callback_,
                                                     no_keep_alive_, xheaders_, max_body_size_));
       prune_connections_();
@@ -420,7 +442,13 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
     if (this->protocol != "http" && this->protocol != "https") this->protocol = "http";
   } else {
     this->remote_ip = std::move(remote_ip);
-    this->protocol = protocol.empty() ? "http" : std::move(protocol);
+    if (!protocol.empty()) {
+      this->protocol = std::move(protocol);
+    } else if (this->connection && dynamic_cast<SSLIOStream*>(&this->connection->stream())) {
+      this->protocol = "https";  // Since 1.2: a request over an SSLIOStream says so.
+    } else {
+      this->protocol = "http";
+    }
   }
   this->host = !host.empty() ? std::move(host) : this->headers.get("Host");
   if (this->host.empty()) this->host = "127.0.0.1";
@@ -445,6 +473,14 @@ std::string HTTPRequest::full_url() const {
 
 double HTTPRequest::request_time() const {
   return (finish_time_ ? *finish_time_ : IOLoop::time()) - start_time_;
+}
+
+std::optional<std::string> HTTPRequest::get_ssl_certificate() const {
+  // 2.0: self.connection.stream.socket.getpeercert(), None on an SSLError.
+  if (!connection) return std::nullopt;
+  auto* stream = dynamic_cast<SSLIOStream*>(&connection->stream());
+  if (!stream || !stream->socket()) return std::nullopt;
+  return stream->socket()->peer_subject();
 }
 
 }  // namespace tornado

@@ -171,6 +171,7 @@ void IOStream::set_close_callback(Callback callback) {
 void IOStream::close() {
   if (fd_ < 0) return;
   io_loop_.remove_handler(fd_);
+  ssl_socket_.reset();  // Python's `self.socket.close()` on an SSLSocket: the session goes too.
   ::close(fd_);
   fd_ = -1;
   if (linger_timeout_) {
@@ -236,10 +237,11 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
     throw;
   }
   // The only place bits are removed: watch READ while a read is pending and WRITE while data
-  // is buffered, and tell the loop only when that changed.
+  // is buffered, and tell the loop only when that changed. reading() and writing() are
+  // virtual since 2.0, so an SSLIOStream's handshake chooses its events here too.
   std::uint32_t state = IOLoop::ERROR;
   if (reading() || lingering_) state |= IOLoop::READ;
-  if (!write_buffer_.empty()) state |= IOLoop::WRITE;
+  if (writing()) state |= IOLoop::WRITE;
   if (state != state_) {
     state_ = state;
     io_loop_.update_handler(fd_, state_);
@@ -283,7 +285,8 @@ std::size_t IOStream::read_to_buffer_() {
   std::size_t n;
   try {
     n = read_from_socket_(chunk);
-  } catch (const std::system_error& e) {
+  } catch (const std::runtime_error& e) {
+    // A std::system_error, or an ssl::SSLError (Python's ssl.SSLError was a socket.error).
     LOG_WARNING("Read error on %d: %s", fd_, e.what());
     close();
     throw;
@@ -360,7 +363,24 @@ void IOStream::handle_write_() {
     // MSG_NOSIGNAL: a peer that has gone must produce EPIPE, not kill the process. (Python's
     // interpreter ignores SIGPIPE at start-up, so the 2009 code never had to say so.)
     const std::string& head = write_buffer_.front();
-    ssize_t n = ::send(fd_, head.data(), head.size(), MSG_NOSIGNAL);
+    ssize_t n;
+    if (ssl_socket_) {
+      // The socket is an SSLSocket (an SSLIOStream's). Python's SSLSocket.send() answered 0
+      // when OpenSSL had to wait, which is why 2.0 handles a 0 below; pyssl throws WANT_READ
+      // or WANT_WRITE instead, and they take that path.
+      try {
+        n = ssl_socket_->send(head.data(), head.size());
+      } catch (const ssl::SSLError& e) {
+        if (e.code != ssl::SSL_ERROR_WANT_READ && e.code != ssl::SSL_ERROR_WANT_WRITE) {
+          LOG_WARNING("Write error on %d: %s", fd_, e.what());
+          close();
+          return;
+        }
+        n = 0;
+      }
+    } else {
+      n = ::send(fd_, head.data(), head.size(), MSG_NOSIGNAL);
+    }
     if (n < 0) {
       if (would_block(errno)) {
         // OpenSSL insists that a retried write gets the very same buffer, so the head is not
@@ -375,6 +395,7 @@ void IOStream::handle_write_() {
       return;
     }
     if (n == 0) {
+      // OpenSSL could not take the head: it must be offered again unchanged.
       write_buffer_frozen_ = true;
       break;
     }
@@ -427,6 +448,124 @@ void IOStream::add_io_state_(std::uint32_t state) {
     state_ = state_ | state;
     io_loop_.update_handler(fd_, state_);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// SSLIOStream
+
+SSLIOStream::SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop,
+                         std::size_t max_buffer_size, std::size_t read_chunk_size)
+    : IOStream(socket->fileno(), io_loop, max_buffer_size, read_chunk_size) {
+  ssl_socket_ = std::move(socket);
+}
+
+SSLIOStream::SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop,
+                         std::size_t max_buffer_size, std::size_t read_chunk_size)
+    : IOStream(fd, io_loop, max_buffer_size, read_chunk_size),
+      ssl_options_(std::move(ssl_options)) {}
+
+bool SSLIOStream::reading() const {
+  return handshake_reading_ || IOStream::reading();
+}
+
+bool SSLIOStream::writing() const {
+  // The buffer counts even while the handshake lasts, for two reasons. SSL_read can finish
+  // the handshake by itself (a server's first, eager read does when the client's answer is
+  // already there), and the response written then must not look sent. And a client may
+  // write() before its handshake ends, as on any IOStream; the cost, kept from 2.0, is a
+  // handshake step on every iteration of the loop (WRITE is ready, the handshake waits to
+  // read) until the server answers.
+  return handshake_writing_ || IOStream::writing();
+}
+
+void SSLIOStream::do_ssl_handshake_() {
+  // One step of the handshake per event, the loop of the standard library's test_ssl.py
+  // turned inside out: each WANT_* names the event to wait for.
+  handshake_reading_ = false;
+  handshake_writing_ = false;
+  try {
+    ssl_socket_->do_handshake();
+  } catch (const ssl::SSLError& err) {
+    if (err.code == ssl::SSL_ERROR_WANT_READ) {
+      handshake_reading_ = true;
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_WANT_WRITE) {
+      handshake_writing_ = true;
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_EOF || err.code == ssl::SSL_ERROR_ZERO_RETURN) {
+      close();
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_SSL) {
+      // A TLS alert or a malformed record: the only handshake failure 2.0 logged.
+      LOG_WARNING("SSL Error on %d: %s", fd(), err.what());
+      close();
+      return;
+    }
+    if (err.code == ssl::SSL_ERROR_SYSCALL) {
+      // Python raised a socket.error here. 2.0 closed on ECONNABORTED and returned quietly
+      // on any other errno, leaving the stream to its ERROR event (2.4 added ECONNRESET).
+      // Course hygiene: every socket error under the handshake closes at once.
+      close();
+      return;
+    }
+    throw;
+  }
+  ssl_accepting_ = false;
+  IOStream::handle_connect_();
+}
+
+void SSLIOStream::handle_read_() {
+  if (ssl_accepting_) {
+    do_ssl_handshake_();
+    return;
+  }
+  IOStream::handle_read_();
+}
+
+void SSLIOStream::handle_write_() {
+  if (ssl_accepting_) {
+    do_ssl_handshake_();
+    return;
+  }
+  IOStream::handle_write_();
+}
+
+void SSLIOStream::handle_connect_() {
+  // The TCP connection is up: wrap it for the client side. The connect callback is not run
+  // here but by do_ssl_handshake_() once the handshake is done, so that the peer's
+  // certificate is known by then. connecting_ stays set meanwhile, so every WRITE event until
+  // then comes back here. Course hygiene: 2.0 wrapped the socket again each time, which threw
+  // the handshake away and started a new one (2.4 wraps once); here the first wrap stays.
+  if (ssl_socket_) return;
+  if (!ssl_options_) throw std::logic_error("SSLIOStream: connect() needs a client SSLContext");
+  ssl_socket_ = std::make_unique<ssl::SSLSocket>(ssl_options_, fd());
+}
+
+std::size_t SSLIOStream::read_from_socket_(std::string& chunk) {
+  // Course hygiene: a client that reads before its connect() has completed has no session yet
+  // and nothing to read (2.0 raised AttributeError out of the read).
+  if (!ssl_socket_) return 0;
+  char* buffer = recv_buffer(read_chunk_size());
+  ssize_t n;
+  try {
+    // SSL_read, which also drives the handshake while it is unfinished: the eager read of a
+    // server's first read_until() answers the ClientHello before any READ event (as 2.0's
+    // socket.read() did).
+    n = ssl_socket_->recv(buffer, read_chunk_size());
+  } catch (const ssl::SSLError& e) {
+    // WANT_READ: no whole record yet. Every other error is the caller's, as in 2.0.
+    if (e.code == ssl::SSL_ERROR_WANT_READ) return 0;
+    throw;
+  }
+  if (n == 0) {
+    close();
+    return 0;
+  }
+  chunk.assign(buffer, static_cast<std::size_t>(n));
+  return chunk.size();
 }
 
 }  // namespace tornado

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "ioloop.h"
+#include "pyssl.h"
 
 namespace tornado {
 
@@ -96,7 +97,7 @@ class IOStream {
   explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                     std::size_t read_chunk_size = 4096);
   /// Closes the socket if still open, without running the close callback.
-  ~IOStream();
+  virtual ~IOStream();
   IOStream(const IOStream&) = delete;
   IOStream& operator=(const IOStream&) = delete;
 
@@ -151,12 +152,13 @@ class IOStream {
   /// Tornado never answered bad requests, so it had no need for this.
   void close_gracefully(double linger = 1.0);
 
-  /// True while a read_until() or read_bytes() is pending.
+  /// True while a read_until() or read_bytes() is pending. Virtual since 2.0: SSLIOStream
+  /// adds its handshake.
   /// \tornado{tornado/iostream.py,IOStream.reading}
-  bool reading() const { return static_cast<bool>(read_callback_); }
-  /// True while the write buffer holds unsent data.
+  virtual bool reading() const { return static_cast<bool>(read_callback_); }
+  /// True while the write buffer holds unsent data. Virtual since 2.0, as reading().
   /// \tornado{tornado/iostream.py,IOStream.writing}
-  bool writing() const { return !write_buffer_.empty(); }
+  virtual bool writing() const { return !write_buffer_.empty(); }
   /// True once close() has run.
   /// \tornado{tornado/iostream.py,IOStream.closed}
   bool closed() const { return fd_ < 0; }
@@ -164,18 +166,37 @@ class IOStream {
   int fd() const { return fd_; }
   /// The read buffer's size limit given to the constructor.
   std::size_t max_buffer_size() const { return max_buffer_size_; }
+  /// The most one recv() asks for (Python's public `stream.read_chunk_size`).
+  std::size_t read_chunk_size() const { return read_chunk_size_; }
   /// The loop the stream is registered with (Python's public `stream.io_loop`).
   IOLoop& io_loop() const { return io_loop_; }
+
+ protected:
+  /// Reads until the socket is drained or the pending read is satisfied; closes the stream
+  /// on a read error.
+  /// \tornado{tornado/iostream.py,IOStream._handle_read}
+  virtual void handle_read_();
+  /// One recv() of up to read_chunk_size() bytes into `chunk`: its size, or 0 when there is
+  /// nothing to read now or the peer closed (then the stream is closed). Throws on an error.
+  /// \tornado{tornado/iostream.py,IOStream._read_from_socket}
+  virtual std::size_t read_from_socket_(std::string& chunk);
+  /// The first WRITE event of a connect(): queues the connect callback.
+  /// \tornado{tornado/iostream.py,IOStream._handle_connect}
+  virtual void handle_connect_();
+  /// Sends from the write buffer until it is empty or the socket is full, then queues the
+  /// write callback once everything has left.
+  /// \tornado{tornado/iostream.py,IOStream._handle_write}
+  virtual void handle_write_();
+
+  /// Python's `self.socket` once ssl.wrap_socket() had replaced it: while set, every send()
+  /// goes through this TLS session (and SSLIOStream's reads too). Null for a plain stream.
+  std::unique_ptr<ssl::SSLSocket> ssl_socket_;
 
  private:
   void handle_events_(int fd, std::uint32_t events);
   void read_eagerly_();
-  void handle_read_();
-  std::size_t read_from_socket_(std::string& chunk);
   std::size_t read_to_buffer_();
   bool read_from_buffer_();
-  void handle_connect_();
-  void handle_write_();
   void run_callback_(std::function<void()> callback);
   std::string consume_(std::size_t loc);
   void check_closed_() const;
@@ -229,6 +250,96 @@ class IOStream {
   IOLoop::TimeoutHandle linger_timeout_;
   // Expires with the stream; queued callbacks check it before touching the stream.
   std::shared_ptr<char> alive_ = std::make_shared<char>();
+};
+
+/// An IOStream over TLS (Tornado 1.1; the client side came in 1.2): the handshake is one more state
+/// of the stream, driven by the loop's READ and WRITE events instead of blocking the accept handler
+/// as in 1.0.
+///
+/// A server wraps an accepted socket without a handshake (2.0's
+/// `ssl.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)`) and hands
+/// the SSLSocket to the first constructor. A client gives the second constructor an
+/// unconnected socket and a client SSLContext; the socket is wrapped when connect() finishes.
+/// Either way the stream starts "accepting", and every READ or WRITE event until the
+/// handshake is done goes to do_ssl_handshake_() instead of the buffers:
+///
+/// \verbatim
+///   event (READ or WRITE) --> do_handshake()
+///      WANT_READ  -> handshake_reading_:  reading() is true, READ is watched
+///      WANT_WRITE -> handshake_writing_:  writing() is true, WRITE is watched
+///      EOF, a TLS alert, a socket error   -> close()  (a TLS alert is logged)
+///      done       -> ssl_accepting_ = false, IOStream::handle_connect_() (the connect callback)
+/// \endverbatim
+///
+/// The interest is not changed here: reading() and writing() report the handshake's wish, and
+/// the recomputation at the end of IOStream::handle_events_() turns it into the watched
+/// events, as for any read or write. A stalled handshake therefore costs the others nothing:
+/// it waits for its socket like any idle connection.
+///
+/// Plaintext that OpenSSL has already decrypted (SSLSocket::pending()) is invisible to the
+/// poller. It is never left behind while the stream waits: every read (the eager one inside
+/// read_until() / read_bytes() and handle_read_()) calls SSL_read until OpenSSL answers
+/// WANT_READ, which it only does once nothing decrypted is left, or until the read is
+/// satisfied; and the next read starts by reading again.
+///
+/// Known 2.0 weaknesses, kept: the client verifies nothing about the server's name and sends no
+/// SNI (3.0's `connect(server_hostname)`); a client that write()s before its handshake has
+/// finished keeps WRITE watched and so runs a handshake step on every loop iteration until the
+/// server answers. One is repaired (course hygiene, see handle_connect_()): 2.0 also wrapped
+/// the socket again on each of those WRITE events, throwing the handshake away (2.4 wraps
+/// once).
+///
+/// The server's first read_until(), eager since 2.0, calls SSL_read before any event, and
+/// SSL_read runs the handshake too: when the client's answer is already there it may complete
+/// the handshake, and even return the request, while ssl_accepting_ is still set. Nothing is
+/// lost: the next event's do_ssl_handshake_() finds the handshake done at once.
+/// \tornado{tornado/iostream.py,SSLIOStream}
+class SSLIOStream : public IOStream {
+ public:
+  /// A server stream over `socket`, an accepted socket wrapped without a handshake. Arguments
+  /// as for IOStream.
+  /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
+  explicit SSLIOStream(std::unique_ptr<ssl::SSLSocket> socket, IOLoop* io_loop = nullptr,
+                       std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
+  /// A client stream over the unconnected socket `fd`, wrapped with `ssl_options` (2.0's
+  /// `ssl_options` keyword, here an SSLContext::client()) when connect() completes. The
+  /// connect callback runs once the handshake is done.
+  /// \tornado{tornado/iostream.py,SSLIOStream.__init__}
+  SSLIOStream(int fd, std::shared_ptr<ssl::SSLContext> ssl_options, IOLoop* io_loop = nullptr,
+              std::size_t max_buffer_size = 104857600, std::size_t read_chunk_size = 4096);
+
+  /// True while the handshake waits to read, or a read is pending.
+  /// \tornado{tornado/iostream.py,SSLIOStream.reading}
+  bool reading() const override;
+  /// True while the handshake waits to write, or data is buffered.
+  /// \tornado{tornado/iostream.py,SSLIOStream.writing}
+  bool writing() const override;
+  /// The TLS session (Python's `stream.socket`): null before a client's connect() has
+  /// completed and after close(). HTTPRequest::get_ssl_certificate() asks it for the peer.
+  ssl::SSLSocket* socket() const { return ssl_socket_.get(); }
+
+ protected:
+  /// The handshake while it lasts, then IOStream's reads.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_read}
+  void handle_read_() override;
+  /// The handshake while it lasts, then IOStream's writes.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_write}
+  void handle_write_() override;
+  /// Wraps the connected socket for the client side; the connect callback waits for the
+  /// handshake.
+  /// \tornado{tornado/iostream.py,SSLIOStream._handle_connect}
+  void handle_connect_() override;
+  /// One SSL_read(): WANT_READ means nothing to read now; 0 bytes means the peer closed.
+  /// \tornado{tornado/iostream.py,SSLIOStream._read_from_socket}
+  std::size_t read_from_socket_(std::string& chunk) override;
+
+ private:
+  void do_ssl_handshake_();
+
+  std::shared_ptr<ssl::SSLContext> ssl_options_;  // The client's context; null on a server.
+  bool ssl_accepting_ = true;
+  bool handshake_reading_ = false;
+  bool handshake_writing_ = false;
 };
 
 }  // namespace tornado
