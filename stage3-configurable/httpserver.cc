@@ -18,8 +18,10 @@ namespace tornado {
 // HTTPServer
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
-                       bool xheaders, std::size_t max_body_size)
-    : TCPServer(io_loop, stream_buffer_limit(max_body_size, HTTPConnection::kMaxHeaderSize)),
+                       bool xheaders, std::size_t max_body_size,
+                       std::optional<ssl::SSLOptions> ssl_options)
+    : TCPServer(io_loop, std::move(ssl_options),
+                stream_buffer_limit(max_body_size, HTTPConnection::kMaxHeaderSize)),
       request_callback_(std::move(request_callback)),
       no_keep_alive_(no_keep_alive),
       xheaders_(xheaders),
@@ -268,10 +270,15 @@ HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string versio
       headers(std::move(headers)),
       body(std::move(body)),
       remote_ip(std::move(remote_ip)),
-      protocol(protocol.empty() ? "http" : std::move(protocol)),
+      protocol(std::move(protocol)),
       connection(std::move(connection)),
       // Python's time.time(): wall-clock time, whatever clock the loop was configured with.
       start_time_(IOLoop::wall_time()) {
+  // 3.0: a connection over an SSLIOStream is https.
+  if (this->protocol.empty()) {
+    bool ssl = this->connection && dynamic_cast<SSLIOStream*>(&this->connection->stream());
+    this->protocol = ssl ? "https" : "http";
+  }
   if (this->connection && this->connection->xheaders()) {
     // Behind a reverse proxy, trust its view of the client. 1.0 added X-Forwarded-For; since
     // 3.0 the address is taken only if it is a valid IP. Kept weakness: a header listing
@@ -309,6 +316,15 @@ void HTTPRequest::finish() {
 
 std::string HTTPRequest::full_url() const {
   return protocol + "://" + host + uri;
+}
+
+std::optional<std::string> HTTPRequest::get_ssl_certificate() const {
+  // 3.0 asked `connection.stream.socket.getpeercert()` and answered None for an SSLError;
+  // on a plain stream the attribute was missing and it raised. Here that is "none" too.
+  if (!connection) return std::nullopt;
+  auto* stream = dynamic_cast<SSLIOStream*>(&connection->stream());
+  if (!stream || !stream->socket()) return std::nullopt;
+  return stream->socket()->peer_subject();
 }
 
 double HTTPRequest::request_time() const {

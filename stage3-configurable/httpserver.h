@@ -43,9 +43,18 @@ using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)
 /// stage3-server starts); HTTPServer only turns each accepted stream into an HTTPConnection
 /// in handle_stream().
 ///
-/// 1.0's `ssl_options` (a blocking ssl.wrap_socket() on every accepted socket) is left out:
-/// TLS is not part of this course, and 1.0's inline handshake blocked the whole loop. So is
-/// 3.0's `protocol` argument, which only served TLS-terminating proxies.
+/// To serve HTTPS, pass `ssl_options` (TCPServer wraps every accepted socket and hands on an
+/// SSLIOStream; requests then say "https"), as 3.0's docstring shows:
+///
+/// \code
+/// tornado::ssl::SSLOptions ssl_options;
+/// ssl_options.certfile = "mydomain.crt";
+/// ssl_options.keyfile = "mydomain.key";
+/// tornado::HTTPServer http_server(handle_request, false, nullptr, false,
+///                                 tornado::HTTPServer::kDefaultMaxBodySize, ssl_options);
+/// \endcode
+///
+/// 3.0's `protocol` argument, which only served TLS-terminating proxies, is left out.
 ///
 /// Ownership: the server owns its listening sockets (TCPServer). Each accepted connection
 /// owns itself (see HTTPConnection) and the server keeps only weak references, to close what
@@ -63,10 +72,12 @@ class HTTPServer : public TCPServer {
   ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
+  /// `ssl_options`: serve HTTPS; throws std::runtime_error as TCPServer's constructor does.
   /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
                       IOLoop* io_loop = nullptr, bool xheaders = false,
-                      std::size_t max_body_size = kDefaultMaxBodySize);
+                      std::size_t max_body_size = kDefaultMaxBodySize,
+                      std::optional<ssl::SSLOptions> ssl_options = std::nullopt);
   /// Stops listening and closes every connection still open.
   ~HTTPServer() override;
 
@@ -183,7 +194,7 @@ class HTTPRequest {
   HTTPHeaders headers;    ///< The request headers.
   std::string body;       ///< The request body (empty without Content-Length).
   std::string remote_ip;  ///< The client's address, or a valid X-Real-Ip with xheaders.
-  std::string protocol;   ///< "http", or X-Scheme with xheaders.
+  std::string protocol;   ///< "http", "https" over TLS, or X-Scheme with xheaders.
   std::string host;       ///< The Host header, else "127.0.0.1".
   std::string path;       ///< uri up to the first '?' (all of it without one).
   std::string query;      ///< uri after the first '?'.
@@ -203,6 +214,12 @@ class HTTPRequest {
   /// protocol + "://" + host + uri.
   /// \tornado{tornado/httpserver.py,HTTPRequest.full_url}
   std::string full_url() const;
+  /// The subject (RFC 2253) of the client's certificate, when the connection is TLS and the
+  /// client sent one that verified (ask for it with `ca_certs` and `cert_reqs` in
+  /// `ssl_options`); std::nullopt otherwise. 3.0 returned getpeercert()'s dictionary, or with
+  /// `binary_form` the DER bytes; the course app reports the subject only.
+  /// \tornado{tornado/httpserver.py,HTTPRequest.get_ssl_certificate}
+  std::optional<std::string> get_ssl_certificate() const;
   /// Seconds from construction to finish(), or to now if not finished.
   /// \tornado{tornado/httpserver.py,HTTPRequest.request_time}
   double request_time() const;

@@ -16,7 +16,9 @@
 // are bound), and the Supervisor, which adds what 3.0's parent still lacked: SIGINT/SIGTERM
 // stop the parent and every child with exit status 0, and children die with their parent.
 // Restarting a child that crashed or was killed is fork_processes()'s own job since 2.1.
+#include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -30,7 +32,24 @@
 #include "log.h"
 #include "netutil.h"
 #include "process.h"
+#include "pyssl.h"
 #include "supervisor.h"
+
+namespace {
+
+// `--certfile` and the rest as 3.0's ssl_options dictionary; nothing without --certfile.
+std::optional<tornado::ssl::SSLOptions> ssl_options(const course::ServerOptions& options) {
+  if (!options.tls()) return std::nullopt;
+  tornado::ssl::SSLOptions ssl;
+  ssl.certfile = options.certfile;
+  ssl.keyfile = options.keyfile;
+  ssl.ca_certs = options.ca_certs;
+  if (options.cert_reqs == "optional") ssl.cert_reqs = tornado::ssl::CERT_OPTIONAL;
+  if (options.cert_reqs == "required") ssl.cert_reqs = tornado::ssl::CERT_REQUIRED;
+  return ssl;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   course::ServerOptions options = course::parse_command_line(argc, argv);
@@ -41,6 +60,17 @@ int main(int argc, char** argv) {
   // this kind.
   if (!options.ioloop.empty()) tornado::IOLoop::configure(options.ioloop);
 
+  // A certificate or key that cannot be used is reported here, before the ready line: a
+  // context is built and dropped (each server process builds its own after the fork).
+  if (options.tls()) {
+    try {
+      tornado::ssl_options_to_context(*ssl_options(options));
+    } catch (const std::runtime_error& e) {
+      std::fprintf(stderr, "%s: %s\n", course::program_name(argc, argv), e.what());
+      return 2;
+    }
+  }
+
   std::vector<int> sockets;
   try {
     sockets = tornado::bind_sockets(options.port, options.address);
@@ -48,7 +78,7 @@ int main(int argc, char** argv) {
     LOG_ERROR("cannot listen on %s:%d: %s", options.address.c_str(), options.port, e.what());
     return 1;
   }
-  course::print_listening(options.address, tornado::bound_port(sockets));
+  course::print_listening(options.address, tornado::bound_port(sockets), options.tls());
 
   course::Supervisor supervisor;
   if (options.processes != 1) {
@@ -81,8 +111,17 @@ int main(int argc, char** argv) {
     tornado::autoreload::set_argv(
         course::reexec_arguments(argc, argv, tornado::bound_port(sockets)));
   }
-  tornado::HTTPServer http_server(std::ref(app), options.no_keep_alive, nullptr, options.xheaders,
-                                  options.max_body_size);
+  std::unique_ptr<tornado::HTTPServer> server;
+  try {
+    server = std::make_unique<tornado::HTTPServer>(std::ref(app), options.no_keep_alive, nullptr,
+                                                   options.xheaders, options.max_body_size,
+                                                   ssl_options(options));
+  } catch (const std::runtime_error& e) {
+    // The files were usable before the fork; a child started later may find them gone.
+    std::fprintf(stderr, "%s: %s\n", course::program_name(argc, argv), e.what());
+    return 1;
+  }
+  tornado::HTTPServer& http_server = *server;
   http_server.add_sockets(sockets);
 
   tornado::IOLoop& io_loop = tornado::IOLoop::current();

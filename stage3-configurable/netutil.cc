@@ -150,4 +150,26 @@ int bound_port(const std::vector<int>& sockets) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 }
 
+std::shared_ptr<ssl::SSLContext> ssl_options_to_context(const ssl::SSLOptions& ssl_options) {
+  // 3.0 built an SSLContext(PROTOCOL_SSLv23) and called load_cert_chain, verify_mode and
+  // load_verify_locations on it; pyssl's constructors do those steps. A context without a
+  // certificate can only be a client's.
+  if (ssl_options.certfile.empty()) return ssl::SSLContext::client(ssl_options.ca_certs);
+  return ssl::SSLContext::server(ssl_options);
+}
+
+std::unique_ptr<ssl::SSLSocket> ssl_wrap_socket(int socket,
+                                                std::shared_ptr<ssl::SSLContext> ssl_options,
+                                                const std::string& server_hostname) {
+  auto wrapped = std::make_unique<ssl::SSLSocket>(std::move(ssl_options), socket);
+  // 3.0 passed server_hostname only where Python had SNI (ssl.HAS_SNI); OpenSSL always has.
+  if (!server_hostname.empty()) wrapped->set_server_hostname(server_hostname);
+  return wrapped;
+}
+
+std::unique_ptr<ssl::SSLSocket> ssl_wrap_socket(int socket, const ssl::SSLOptions& ssl_options,
+                                                const std::string& server_hostname) {
+  return ssl_wrap_socket(socket, ssl_options_to_context(ssl_options), server_hostname);
+}
+
 }  // namespace tornado

@@ -5,10 +5,12 @@
 #include <sys/socket.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "ioloop.h"
+#include "pyssl.h"
 
 namespace tornado {
 
@@ -60,5 +62,32 @@ bool is_valid_ip(const std::string& ip);
 /// The port the first of `sockets` is bound to, or 0 when there is none. Course extension:
 /// the course server announces the port before it forks, when no server object exists yet.
 int bound_port(const std::vector<int>& sockets);
+
+/// Turns `ssl_options`, Tornado's dictionary of ssl.wrap_socket() arguments, into the
+/// SSLContext they describe: a server context when `certfile` is set (its chain and key,
+/// `cert_reqs` and `ca_certs` for client certificates), otherwise a client context that
+/// verifies servers against `ca_certs`. Throws std::runtime_error, with a one-line message
+/// naming the file, for a file that is missing or unreadable or a key that does not match.
+///
+/// New in 3.0, for Python 3.2's ssl.SSLContext. Where the options were already a context,
+/// 3.0 returned it unchanged: C++ code passes the context itself (see ssl_wrap_socket()).
+/// \tornado{tornado/netutil.py,ssl_options_to_context}
+std::shared_ptr<ssl::SSLContext> ssl_options_to_context(const ssl::SSLOptions& ssl_options);
+
+/// Wraps connected socket `socket` in a TLS session of `ssl_options`, without starting the
+/// handshake (3.0's callers passed `do_handshake_on_connect=False`; an SSLIOStream runs the
+/// handshake from its events). The side is the context's. `server_hostname`, on the client
+/// side, is sent for SNI. The socket stays the caller's.
+///
+/// New in 3.0. Throws std::runtime_error when OpenSSL cannot create the session.
+/// \tornado{tornado/netutil.py,ssl_wrap_socket}
+std::unique_ptr<ssl::SSLSocket> ssl_wrap_socket(int socket,
+                                                std::shared_ptr<ssl::SSLContext> ssl_options,
+                                                const std::string& server_hostname = "");
+/// ssl_wrap_socket() with `ssl_options` in their dictionary form, converted by
+/// ssl_options_to_context() on every call, as 3.0 did: the files are read again each time.
+/// \tornado{tornado/netutil.py,ssl_wrap_socket}
+std::unique_ptr<ssl::SSLSocket> ssl_wrap_socket(int socket, const ssl::SSLOptions& ssl_options,
+                                                const std::string& server_hostname = "");
 
 }  // namespace tornado

@@ -14,8 +14,12 @@
 
 namespace tornado {
 
-TCPServer::TCPServer(IOLoop* io_loop, std::size_t max_buffer_size)
-    : io_loop_(io_loop), max_buffer_size_(max_buffer_size) {}
+TCPServer::TCPServer(IOLoop* io_loop, std::optional<ssl::SSLOptions> ssl_options,
+                     std::size_t max_buffer_size)
+    : io_loop_(io_loop), ssl_options_(std::move(ssl_options)), max_buffer_size_(max_buffer_size) {
+  // Verify the options now, or nothing would be noticed until a client connects.
+  if (ssl_options_) ssl_context_ = ssl_options_to_context(*ssl_options_);
+}
 
 TCPServer::~TCPServer() {
   stop();
@@ -85,8 +89,28 @@ void TCPServer::handle_connection_(int connection, const sockaddr_storage& addre
   } else if (address.ss_family == AF_INET) {
     ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address)->sin_addr, ip, sizeof ip);
   }
+  std::unique_ptr<ssl::SSLSocket> ssl_socket;
+  if (ssl_context_) {
+    // 3.0: wrapped with do_handshake_on_connect=False, so nothing is read or written here;
+    // the SSLIOStream's events run the handshake.
+    try {
+      ssl_socket = ssl_wrap_socket(connection, ssl_context_);
+    } catch (const std::exception& e) {
+      // 3.0 closed the connection for SSL_ERROR_EOF or ECONNABORTED and let anything else
+      // reach the loop, leaving the socket to the garbage collector; here it is closed.
+      LOG_ERROR("Error wrapping connection: %s", e.what());
+      ::close(connection);
+      return;
+    }
+  }
   try {
-    handle_stream(std::make_unique<IOStream>(connection, io_loop_, max_buffer_size_), ip);
+    std::unique_ptr<IOStream> stream;
+    if (ssl_socket) {
+      stream = std::make_unique<SSLIOStream>(std::move(ssl_socket), io_loop_, max_buffer_size_);
+    } else {
+      stream = std::make_unique<IOStream>(connection, io_loop_, max_buffer_size_);
+    }
+    handle_stream(std::move(stream), ip);
   } catch (const std::exception& e) {
     LOG_ERROR("Error in connection callback: %s", e.what());
   }
