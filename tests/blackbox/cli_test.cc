@@ -88,7 +88,8 @@ TEST_CASE("--address and a non-zero --port are where the server listens") {
     }
   }
   REQUIRE(server.has_value());
-  CHECK_EQ(server->ready_line(), "listening on http://127.0.0.2:" + std::to_string(port));
+  CHECK_EQ(server->ready_line(),
+           "listening on " + server->scheme() + "://127.0.0.2:" + std::to_string(port));
   CHECK_EQ(server->port(), port);
   Connection c(port, "127.0.0.2");
   c.send(request("GET", "/"));

@@ -99,7 +99,7 @@ TEST_CASE("GET /request describes the request as JSON") {
   CHECK_EQ(j.at("query"), "a=1&b=2&a=3");
   CHECK_EQ(j.at("version"), "HTTP/1.1");
   CHECK_EQ(j.at("remote_ip"), "127.0.0.1");
-  CHECK_EQ(j.at("protocol"), "http");
+  CHECK_EQ(j.at("protocol"), tls_mode() ? "https" : "http");
   CHECK_EQ(j.at("host"), "example.test:8080");
   CHECK_EQ(j.at("headers").at("Host"), "example.test:8080");
   CHECK_EQ(j.at("headers").at("X-Lower-Case"), "v");

@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -28,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -41,6 +46,7 @@ namespace blackbox {
 // cut at kTranscriptBytes per direction.
 struct Transcript {
   int port = 0;
+  bool tls = false;  // The bytes are the plaintext of a TLS connection.
   std::string sent;
   std::string received;
   std::size_t sent_total = 0;
@@ -101,8 +107,8 @@ std::string describe_transcripts() {
   for (auto it = g_transcripts.rbegin(); it != g_transcripts.rend(); ++it) {
     const Transcript& t = **it;
     out += it == g_transcripts.rbegin() ? "last connection" : "connection before";
-    out += " to 127.0.0.1:" + std::to_string(t.port) + "\n  sent (" + std::to_string(t.sent_total) +
-           " bytes" +
+    out += " to 127.0.0.1:" + std::to_string(t.port) + (t.tls ? " (TLS, plaintext shown)" : "") +
+           "\n  sent (" + std::to_string(t.sent_total) + " bytes" +
            (t.sent_total > t.sent.size() ? ", first " + std::to_string(t.sent.size()) : "") +
            "):\n" + escaped(t.sent) + "\n  received (" + std::to_string(t.received_total) +
            " bytes" +
@@ -346,6 +352,46 @@ std::string mode_name() {
   return env && *env ? env : "(none)";
 }
 
+namespace {
+// True if `args` hold --certfile (either spelling): the server then serves HTTPS.
+bool has_certfile(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a == "--certfile" || a.rfind("--certfile=", 0) == 0;
+  });
+}
+
+// The ports at which a ServerProcess of this test serves HTTPS: a Connection to one of them
+// speaks TLS (Transport::kAsServer).
+std::mutex g_tls_ports_mutex;
+std::set<int> g_tls_ports;
+
+void set_port_tls(int port, bool tls) {
+  std::lock_guard lock(g_tls_ports_mutex);
+  if (tls) {
+    g_tls_ports.insert(port);
+  } else {
+    g_tls_ports.erase(port);
+  }
+}
+
+bool port_speaks_tls(int port) {
+  std::lock_guard lock(g_tls_ports_mutex);
+  return g_tls_ports.count(port) != 0;
+}
+}  // namespace
+
+bool tls_mode() {
+  return has_certfile(mode_args());
+}
+
+std::string tls_certs_dir() {
+  return TORNADO_TLS_CERTS_DIR;
+}
+
+std::string tls_cert(const std::string& name) {
+  return tls_certs_dir() + "/" + name;
+}
+
 // ---------------------------------------------------------------------------------------------
 // ServerProcess
 
@@ -366,6 +412,7 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
   args.insert(args.end(), mode.begin(), mode.end());
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   auto argv = c_argv(args);
+  expect_tls_ = has_certfile(args);
 
   pid_ = ::fork();
   if (pid_ < 0) throw_errno("fork");
@@ -396,7 +443,7 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
 
 void ServerProcess::wait_ready_() {
   // The readiness line: read byte by byte so nothing after it is consumed by mistake.
-  const std::string prefix = "listening on http://";
+  const std::string prefix = expect_tls_ ? "listening on https://" : "listening on http://";
   std::string line;
   auto deadline = Clock::now() + kHangGuard;
   for (;;) {
@@ -426,7 +473,10 @@ void ServerProcess::wait_ready_() {
       end != digits.data() + digits.size() || port <= 0 || port > 65535) {
     throw std::runtime_error("unexpected readiness line: \"" + line + "\"");
   }
+  if (port_ != 0) set_port_tls(port_, false);  // A server that re-executed itself.
   port_ = port;
+  tls_ = expect_tls_;
+  set_port_tls(port_, tls_);
   ready_line_ = line;
 }
 
@@ -519,6 +569,7 @@ void ServerProcess::release_() {
   if (stdout_fd_ >= 0) ::close(stdout_fd_);
   if (pidfd_ >= 0) ::close(pidfd_);
   stdout_fd_ = pidfd_ = -1;
+  if (port_ != 0) set_port_tls(port_, false);
   ::unlink(stderr_path_.c_str());
 }
 
@@ -645,9 +696,90 @@ std::string to_string(Ending ending) {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(int port, const std::string& address) : transcript_(new_transcript(port)) {
+namespace {
+
+// What one OpenSSL call on a non-blocking socket came to.
+enum class TlsOutcome { kDone, kWantRead, kWantWrite, kEof, kReset, kFailed };
+
+struct TlsResult {
+  TlsOutcome outcome;
+  std::string reason;  // For kReset and kFailed: errno's or OpenSSL's words.
+};
+
+// Classifies the return value `ret` of an SSL_* call on `ssl` (ERR_clear_error() must have
+// come before the call). A close_notify or a TCP FIN is EOF (SSL_OP_IGNORE_UNEXPECTED_EOF
+// makes OpenSSL report a bare FIN as a clean close); ECONNRESET and EPIPE are a reset; a TLS
+// alert or any other protocol error is kFailed, with OpenSSL's reason.
+TlsResult tls_result(SSL* ssl, int ret) {
+  if (ret > 0) return {TlsOutcome::kDone, ""};
+  const int saved_errno = errno;
+  switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+      return {TlsOutcome::kWantRead, ""};
+    case SSL_ERROR_WANT_WRITE:
+      return {TlsOutcome::kWantWrite, ""};
+    case SSL_ERROR_ZERO_RETURN:
+      return {TlsOutcome::kEof, ""};
+    case SSL_ERROR_SYSCALL:
+      if (ERR_peek_error() == 0) {
+        if (saved_errno == 0) return {TlsOutcome::kEof, ""};
+        if (saved_errno == ECONNRESET || saved_errno == EPIPE) {
+          return {TlsOutcome::kReset, std::strerror(saved_errno)};
+        }
+        return {TlsOutcome::kFailed, std::strerror(saved_errno)};
+      }
+      break;
+    default:
+      break;
+  }
+  unsigned long code = ERR_get_error();
+  if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) return {TlsOutcome::kEof, ""};
+  char text[256];
+  ERR_error_string_n(code, text, sizeof text);
+  ERR_clear_error();
+  return {TlsOutcome::kFailed, code ? text : "TLS error without a reason"};
+}
+
+// The client context every TLS Connection shares: TLS 1.2 at least, the course CA as the only
+// trust anchor, partial writes (send() counts what each record took, as a plain send() does).
+SSL_CTX* client_context() {
+  static const std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> context = [] {
+    // A write to a peer that has gone must fail, not kill the test process: OpenSSL writes
+    // with write(), which has no MSG_NOSIGNAL. Servers and clients get SIGPIPE back before
+    // exec (reset_signals_in_child).
+    ::signal(SIGPIPE, SIG_IGN);
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) throw std::runtime_error("SSL_CTX_new failed");
+    std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)> owned(ctx, SSL_CTX_free);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    const std::string ca = tls_cert("ca.crt");
+    if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
+      ERR_clear_error();
+      throw std::runtime_error("cannot load " + ca +
+                               " (tests/tls/make_certs.sh makes it: the tls-certs fixture)");
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    return owned;
+  }();
+  return context.get();
+}
+
+short wanted_events(TlsOutcome outcome) {
+  return outcome == TlsOutcome::kWantRead ? POLLIN : POLLOUT;
+}
+
+}  // namespace
+
+Connection::Connection(int port, const std::string& address, Transport transport,
+                       int receive_buffer)
+    : transcript_(new_transcript(port)) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd_ < 0) throw_errno("socket");
+  if (receive_buffer > 0) {
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -678,6 +810,18 @@ Connection::Connection(int port, const std::string& address) : transcript_(new_t
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (transport == Transport::kTls ||
+      (transport == Transport::kAsServer && port_speaks_tls(port))) {
+    ssl_ = SSL_new(client_context());
+    if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1 ||
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), address.c_str()) != 1) {
+      ERR_clear_error();
+      close();
+      throw std::runtime_error("cannot set up a TLS session to " + address);
+    }
+    SSL_set_connect_state(ssl_);
+    transcript_->tls = true;
+  }
 }
 
 Connection::~Connection() {
@@ -686,10 +830,30 @@ Connection::~Connection() {
 
 Connection::Connection(Connection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
+      ssl_(std::exchange(other.ssl_, nullptr)),
+      handshaken_(other.handshaken_),
+      reset_on_close_(other.reset_on_close_),
       buffer_(std::move(other.buffer_)),
       transcript_(std::move(other.transcript_)) {}
 
 void Connection::close() {
+  if (ssl_) {
+    // Bytes left unread in the socket would make the kernel send a reset instead of a FIN; a
+    // TLS 1.3 server sends its session tickets after the handshake, which a client that only
+    // sends never reads. Take what is there now, a bounded amount, without waiting.
+    if (handshaken_ && !reset_on_close_ && fd_ >= 0) {
+      char chunk[16384];
+      for (std::size_t taken = 0; taken < (1u << 20);) {
+        ERR_clear_error();
+        int n = SSL_read(ssl_, chunk, sizeof chunk);
+        if (n <= 0) break;
+        taken += static_cast<std::size_t>(n);
+      }
+      ERR_clear_error();
+    }
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
@@ -697,11 +861,79 @@ void Connection::close() {
 void Connection::set_reset_on_close() {
   linger l{1, 0};
   if (::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0) throw_errno("SO_LINGER");
+  reset_on_close_ = true;
+}
+
+void Connection::handshake(milliseconds guard) {
+  handshake_(Clock::now() + guard);
+}
+
+void Connection::handshake_(Clock::time_point deadline) {
+  std::string reason;
+  switch (try_handshake_(deadline, reason)) {
+    case TlsStep::kDone:
+      return;
+    case TlsStep::kTimeout:
+      throw std::runtime_error("hang guard: the TLS handshake did not end");
+    case TlsStep::kEof:
+      throw std::runtime_error("TLS handshake failed: the server closed the connection");
+    case TlsStep::kFailed:
+      throw std::runtime_error("TLS handshake failed: " + reason);
+  }
+}
+
+Connection::TlsStep Connection::try_handshake_(Clock::time_point deadline, std::string& reason) {
+  if (!ssl_ || handshaken_) return TlsStep::kDone;
+  for (;;) {
+    ERR_clear_error();
+    TlsResult r = tls_result(ssl_, SSL_do_handshake(ssl_));
+    switch (r.outcome) {
+      case TlsOutcome::kDone:
+        handshaken_ = true;
+        return TlsStep::kDone;
+      case TlsOutcome::kWantRead:
+      case TlsOutcome::kWantWrite:
+        if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) return TlsStep::kTimeout;
+        break;
+      case TlsOutcome::kEof:
+        return TlsStep::kEof;
+      case TlsOutcome::kReset:
+      case TlsOutcome::kFailed:
+        reason = r.reason;
+        return TlsStep::kFailed;
+    }
+  }
+}
+
+std::string Connection::tls_version() const {
+  return ssl_ && handshaken_ ? SSL_get_version(ssl_) : "";
 }
 
 void Connection::send(std::string_view bytes, milliseconds guard) {
   auto deadline = Clock::now() + guard;
+  handshake_(deadline);
   while (!bytes.empty()) {
+    if (ssl_) {
+      ERR_clear_error();
+      int n = SSL_write(ssl_, bytes.data(),
+                        static_cast<int>(std::min<std::size_t>(bytes.size(), 1 << 30)));
+      if (n > 0) {
+        record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+        continue;
+      }
+      TlsResult r = tls_result(ssl_, n);
+      if (r.outcome == TlsOutcome::kWantRead || r.outcome == TlsOutcome::kWantWrite) {
+        if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) {
+          throw std::runtime_error("send: server stopped reading (hang guard), " +
+                                   std::to_string(bytes.size()) + " bytes unsent");
+        }
+        continue;
+      }
+      if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS send: " + r.reason);
+      throw std::system_error(r.outcome == TlsOutcome::kEof ? EPIPE : ECONNRESET,
+                              std::generic_category(), "send");
+    }
     // MSG_NOSIGNAL: a server that closed early must fail the send, not kill the test process.
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -719,6 +951,30 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
 }
 
 std::size_t Connection::try_send(std::string_view bytes) {
+  if (ssl_) {
+    // The handshake is waited for (hang guard); then every record the socket takes now.
+    // After a write that would block, OpenSSL holds the record it began and expects the next
+    // call to offer the same bytes again: the count returned leaves them out, so a caller that
+    // goes on from there does.
+    handshake_(Clock::now() + kHangGuard);
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      ERR_clear_error();
+      int n = SSL_write(ssl_, bytes.data() + sent,
+                        static_cast<int>(std::min<std::size_t>(bytes.size() - sent, 1 << 30)));
+      if (n > 0) {
+        record(transcript_, true, bytes.substr(sent, static_cast<std::size_t>(n)));
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      TlsResult r = tls_result(ssl_, n);
+      if (r.outcome == TlsOutcome::kWantRead || r.outcome == TlsOutcome::kWantWrite) break;
+      if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS send: " + r.reason);
+      throw std::system_error(r.outcome == TlsOutcome::kEof ? EPIPE : ECONNRESET,
+                              std::generic_category(), "send");
+    }
+    return sent;
+  }
   ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   if (n > 0) record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
   if (n >= 0) return static_cast<std::size_t>(n);
@@ -727,8 +983,33 @@ std::size_t Connection::try_send(std::string_view bytes) {
 }
 
 bool Connection::fill_(Clock::time_point deadline) {
+  handshake_(deadline);
   for (;;) {
     char chunk[65536];
+    if (ssl_) {
+      // SSL_read returns what a record already decrypted holds (SSL_pending) before it asks
+      // the socket for more, and wants to read only once nothing is left: the poll below
+      // never waits for bytes that are already here.
+      ERR_clear_error();
+      int n = SSL_read(ssl_, chunk, sizeof chunk);
+      if (n > 0) {
+        buffer_.append(chunk, static_cast<std::size_t>(n));
+        record(transcript_, false, std::string_view(chunk, static_cast<std::size_t>(n)));
+        return true;
+      }
+      TlsResult r = tls_result(ssl_, n);
+      if (r.outcome == TlsOutcome::kEof) return false;
+      if (r.outcome == TlsOutcome::kReset) {
+        throw std::system_error(ECONNRESET, std::generic_category(), "recv");
+      }
+      if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS recv: " + r.reason);
+      if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) {
+        throw std::runtime_error("hang guard: no data from the server (" +
+                                 std::to_string(buffer_.size()) + " bytes pending: \"" +
+                                 buffer_.substr(0, 200) + "\")");
+      }
+      continue;
+    }
     ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n > 0) {
       buffer_.append(chunk, static_cast<std::size_t>(n));
@@ -778,6 +1059,37 @@ std::string Connection::read_some(std::size_t count, milliseconds guard) {
 Ending Connection::wait_close(milliseconds guard) {
   if (!buffer_.empty()) return Ending::kData;
   auto deadline = Clock::now() + guard;
+  if (ssl_) {
+    // A server that ends the connection before or in the handshake: a FIN is EOF, an alert or
+    // a reset is a reset.
+    std::string reason;
+    switch (try_handshake_(deadline, reason)) {
+      case TlsStep::kDone:
+        break;
+      case TlsStep::kTimeout:
+        return Ending::kTimeout;
+      case TlsStep::kEof:
+        return Ending::kEof;
+      case TlsStep::kFailed:
+        return Ending::kReset;
+    }
+    for (;;) {
+      char chunk[4096];
+      ERR_clear_error();
+      int n = SSL_read(ssl_, chunk, sizeof chunk);
+      if (n > 0) {
+        buffer_.append(chunk, static_cast<std::size_t>(n));
+        record(transcript_, false, std::string_view(chunk, static_cast<std::size_t>(n)));
+        return Ending::kData;
+      }
+      TlsResult r = tls_result(ssl_, n);
+      if (r.outcome == TlsOutcome::kEof) return Ending::kEof;
+      if (r.outcome == TlsOutcome::kReset || r.outcome == TlsOutcome::kFailed) {
+        return Ending::kReset;
+      }
+      if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) return Ending::kTimeout;
+    }
+  }
   for (;;) {
     char c;
     ssize_t n = ::recv(fd_, &c, 1, 0);
@@ -794,7 +1106,26 @@ Ending Connection::wait_close(milliseconds guard) {
 }
 
 bool Connection::stays_open(milliseconds window) {
-  return buffer_.empty() && wait_for(fd_, POLLIN, Clock::now() + window) == 0;
+  if (!buffer_.empty()) return false;
+  if (!ssl_) return wait_for(fd_, POLLIN, Clock::now() + window) == 0;
+  // Over TLS, bytes on the socket may be no application data (a session ticket): what
+  // counts is what SSL_read makes of them. The handshake is not part of the window.
+  std::string reason;
+  if (try_handshake_(Clock::now() + kHangGuard, reason) != TlsStep::kDone) return false;
+  const auto deadline = Clock::now() + window;
+  for (;;) {
+    char chunk[4096];
+    ERR_clear_error();
+    int n = SSL_read(ssl_, chunk, sizeof chunk);
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+      record(transcript_, false, std::string_view(chunk, static_cast<std::size_t>(n)));
+      return false;
+    }
+    TlsResult r = tls_result(ssl_, n);
+    if (r.outcome != TlsOutcome::kWantRead && r.outcome != TlsOutcome::kWantWrite) return false;
+    if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) return true;
+  }
 }
 
 bool says_close(const Response& r) {

@@ -4,6 +4,11 @@
 // through sockets only; the test never sees the stage's classes. Waiting is always poll() on a
 // descriptor with a deadline: the deadline is a hang guard that turns a stuck server into a
 // failed test, never a way to let time pass.
+//
+// Over TLS (a server started with --certfile, from the suite's mode or a test's own
+// arguments), every Connection to that server speaks TLS through OpenSSL: what a test sends is
+// TLS application data, and what it reads, waits for or sees end is the decrypted stream, so a
+// case means the same over HTTPS as over plain TCP.
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +28,8 @@
 #include "skip.h"
 #include "stage_features.h"
 
+typedef struct ssl_st SSL;
+
 namespace blackbox {
 
 using Clock = std::chrono::steady_clock;
@@ -40,6 +47,13 @@ inline constexpr milliseconds kBulkHangGuard{40000};
 std::vector<std::string> mode_args();
 /// TORNADO_SERVER_ARGS as given, or "(none)": for messages.
 std::string mode_name();
+/// True when the suite's mode serves HTTPS: mode_args() hold --certfile.
+bool tls_mode();
+/// The directory tests/tls/make_certs.sh fills before the TLS tests run (the ctest fixture
+/// "tls-certs"): ca.crt, server.crt/.key, client.crt/.key, other.key.
+std::string tls_certs_dir();
+/// `tls_certs_dir()` + "/" + `name`.
+std::string tls_cert(const std::string& name);
 
 /// The server binary under test, started with `--port 0 --quiet`, the mode's arguments
 /// (mode_args()) and then the test's own arguments, which therefore win over the mode's.
@@ -50,7 +64,8 @@ std::string mode_name();
 /// by lost_children() and CHECK_SERVER_ALIVE, and a pid reused later is never mistaken for it.
 class ServerProcess {
  public:
-  /// Starts the server and waits for `listening on http://ADDRESS:PORT` on its stdout (and,
+  /// Starts the server and waits for `listening on http://ADDRESS:PORT` (`https://` when it
+  /// was given --certfile) on its stdout (and,
   /// prefork, for its children). `nofile_limit` > 0 lowers RLIMIT_NOFILE (soft and hard) in
   /// the server before exec; its children inherit it.
   /// Throws std::runtime_error (with the server's stderr) if it exits or never gets ready.
@@ -67,6 +82,10 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  /// True if the readiness line said https: every Connection to port() then speaks TLS.
+  bool tls() const { return tls_; }
+  /// "https" or "http", as the readiness line said.
+  std::string scheme() const { return tls_ ? "https" : "http"; }
   /// Waits (hang guard) for the next readiness line, which a server that re-executes itself
   /// prints again, and returns its port. Throws as the constructor does.
   int next_readiness_line();
@@ -108,7 +127,9 @@ class ServerProcess {
 
   pid_t pid_ = -1;
   int port_ = 0;
-  int stdout_fd_ = -1;  // Kept open: closing it would turn a later stdout write into SIGPIPE.
+  bool tls_ = false;
+  bool expect_tls_ = false;  // The arguments hold --certfile.
+  int stdout_fd_ = -1;       // Kept open: closing it would turn a later stdout write into SIGPIPE.
   int pidfd_ = -1;
   std::string stderr_path_;
   std::string ready_line_;
@@ -140,16 +161,40 @@ std::string to_string(Ending ending);
 
 struct Transcript;  // A connection's bytes both ways, for failure messages (harness.cc).
 
+/// Whether a Connection speaks TLS.
+enum class Transport {
+  kAsServer,  ///< TLS if a ServerProcess of this test listens at the port over HTTPS.
+  kPlain,     ///< Raw TCP, whatever the server speaks (e.g. plain HTTP to a TLS port).
+  kTls,       ///< TLS, whatever the server speaks.
+};
+
 /// A blocking-style client connection to 127.0.0.1:port, every wait bounded by poll().
+///
+/// Over TLS the handshake is made on first use (the first send, read or wait), driven to its
+/// end within the hang guard, and verifies the server's certificate against tls_cert("ca.crt")
+/// and the address: a connection that is made and never used stays a bare TCP connection, as
+/// it would be without TLS. A handshake that fails throws (send, reads), or counts as how the
+/// connection ended (wait_close: EOF, or a reset for a TLS alert).
 class Connection {
  public:
-  explicit Connection(int port, const std::string& address = "127.0.0.1");
+  /// Connects to `address`:`port`; `receive_buffer` > 0 sets SO_RCVBUF before connect(), so
+  /// that the TCP window is small from the start.
+  explicit Connection(int port, const std::string& address = "127.0.0.1",
+                      Transport transport = Transport::kAsServer, int receive_buffer = 0);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   Connection(Connection&& other) noexcept;
 
+  /// The TCP socket (over TLS, what it carries is encrypted).
   int fd() const { return fd_; }
+  /// True if this connection speaks TLS.
+  bool tls() const { return ssl_ != nullptr; }
+  /// Over TLS, makes the handshake now if it is not made yet; throws std::runtime_error naming
+  /// OpenSSL's reason if it fails or does not end within `guard`. Nothing without TLS.
+  void handshake(milliseconds guard = kHangGuard);
+  /// The negotiated TLS version ("TLSv1.3"), or "" before the handshake and without TLS.
+  std::string tls_version() const;
 
   /// Sends all of `bytes`; throws on error or if the server stops reading for `guard`.
   void send(std::string_view bytes, milliseconds guard = kHangGuard);
@@ -161,19 +206,31 @@ class Connection {
   std::vector<Response> read_responses(std::size_t count, milliseconds guard = kHangGuard);
   /// Reads at least `count` raw bytes (response bytes not yet parsed); returns them.
   std::string read_some(std::size_t count, milliseconds guard = kHangGuard);
-  /// Waits for the server to end the connection: EOF, reset, or unexpected bytes.
+  /// Waits for the server to end the connection: EOF, reset, or unexpected bytes. Over TLS a
+  /// close_notify or a TCP FIN is EOF; a TLS alert or a failed handshake is a reset.
   Ending wait_close(milliseconds guard = kHangGuard);
   /// True if nothing arrives and the connection stays open for `window`.
   bool stays_open(milliseconds window);
   /// Makes close() send a reset (SO_LINGER with a zero timeout).
   void set_reset_on_close();
+  /// Closes the socket. Over TLS, whatever already arrived (the server's session tickets, say)
+  /// is read first, so that unread bytes do not turn the close into a reset; no close_notify
+  /// is sent: the server sees a FIN, as from a plain client.
   void close();
 
  private:
   // Waits for input and appends it to buffer_; false on EOF, throws on reset or timeout.
   bool fill_(Clock::time_point deadline);
+  // Over TLS: the handshake within `deadline`, once; throws as handshake() says.
+  void handshake_(Clock::time_point deadline);
+  // How a handshake attempt ended; kFailed sets `reason` (OpenSSL's or errno's words).
+  enum class TlsStep { kDone, kTimeout, kEof, kFailed };
+  TlsStep try_handshake_(Clock::time_point deadline, std::string& reason);
 
   int fd_ = -1;
+  SSL* ssl_ = nullptr;  // Over TLS: the session on fd_.
+  bool handshaken_ = false;
+  bool reset_on_close_ = false;
   std::string buffer_;                      // Received but not yet consumed.
   std::shared_ptr<Transcript> transcript_;  // What a failed check prints (harness.cc).
 };

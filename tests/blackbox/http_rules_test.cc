@@ -117,7 +117,7 @@ TEST_CASE("xheaders lets X-Real-Ip and X-Scheme set remote_ip and protocol") {
     ServerProcess server;  // Without the flag the headers are only headers.
     auto j = nlohmann::json::parse(round_trip(server.port(), raw).body);
     CHECK_EQ(j.at("remote_ip"), "127.0.0.1");
-    CHECK_EQ(j.at("protocol"), "http");
+    CHECK_EQ(j.at("protocol"), server.scheme());
     CHECK_EQ(j.at("headers").at("X-Real-Ip"), "10.1.2.3");
   }
 }

@@ -32,15 +32,16 @@ Output run(const std::vector<std::string>& argv) {
 }
 
 // curl with the options every call needs: quiet but with errors, no proxy from the
-// environment, and a hang guard of its own.
+// environment, a hang guard of its own, and the course CA when the suite runs over TLS.
 Output curl(std::vector<std::string> args) {
   std::vector<std::string> argv = {"curl", "-sS", "--noproxy", "*", "--max-time", "60"};
+  if (tls_mode()) argv.insert(argv.end(), {"--cacert", tls_cert("ca.crt")});
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv);
 }
 
 std::string url(const ServerProcess& server, const std::string& target) {
-  return "http://127.0.0.1:" + std::to_string(server.port()) + target;
+  return server.scheme() + "://127.0.0.1:" + std::to_string(server.port()) + target;
 }
 
 std::string binary_payload(std::size_t n) {
@@ -118,12 +119,18 @@ TEST_CASE("curl 2 MiB POST with Expect 100-continue is echoed byte for byte") {
 
 TEST_CASE("Python http.client reuses one connection and sees the contract") {
   ServerProcess server;
-  auto result =
-      run({"python3", TORNADO_CLIENTS_DIR "/http_client_check.py", std::to_string(server.port())});
+  std::vector<std::string> argv = {"python3", TORNADO_CLIENTS_DIR "/http_client_check.py",
+                                   std::to_string(server.port())};
+  if (server.tls()) argv.push_back(tls_cert("ca.crt"));  // HTTPSConnection, trusting the CA.
+  auto result = run(argv);
   INFO("http_client_check.py output:\n" << result.out);
   CHECK_EQ(result.exit_code, 0);
   CHECK_SERVER_ALIVE(server);
 }
+
+// The proxy cases are left out of the TLS modes (test suite "pins-tls"): nginx speaks plain
+// HTTP to its upstreams here, as in FriendFeed's deployment, where nginx terminated TLS and the
+// Tornado instances behind it served HTTP.
 
 namespace {
 
@@ -151,7 +158,8 @@ nlohmann::json request_through_proxy(std::vector<std::string> server_args) {
 
 }  // namespace
 
-TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, not the proxy") {
+TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, not the proxy" *
+          doctest::test_suite("pins-tls")) {
   if (!nginx_available()) TORNADO_SKIP("nginx is not installed (make deps-peers)");
   auto j = request_through_proxy({"--xheaders"});
   INFO(j.dump(2));
@@ -161,7 +169,8 @@ TEST_CASE("nginx reverse proxy: with --xheaders the server reports the client, n
   CHECK_EQ(j["arguments"]["via"], nlohmann::json::array({"nginx"}));
 }
 
-TEST_CASE("nginx reverse proxy: without --xheaders the server reports the proxy") {
+TEST_CASE("nginx reverse proxy: without --xheaders the server reports the proxy" *
+          doctest::test_suite("pins-tls")) {
   if (!nginx_available()) TORNADO_SKIP("nginx is not installed (make deps-peers)");
   auto j = request_through_proxy({});
   INFO(j.dump(2));
@@ -170,7 +179,8 @@ TEST_CASE("nginx reverse proxy: without --xheaders the server reports the proxy"
   CHECK_EQ(j["headers"]["X-Real-Ip"], "127.0.0.2");  // Sent all the same, and ignored.
 }
 
-TEST_CASE("nginx reverse proxy: bodies both ways over reused upstream connections") {
+TEST_CASE("nginx reverse proxy: bodies both ways over reused upstream connections" *
+          doctest::test_suite("pins-tls")) {
   if (!nginx_available()) TORNADO_SKIP("nginx is not installed (make deps-peers)");
   ServerProcess server;
   NginxProxy proxy(server.port(), "");

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Checks a running course server with Python's own HTTP client, http.client.
 
-Usage: http_client_check.py PORT
+Usage: http_client_check.py PORT [CAFILE]
 
+With CAFILE the server is spoken to over HTTPS (http.client.HTTPSConnection, Python's ssl
+verifying the server against CAFILE and expecting "protocol": "https" in /request).
 One HTTPConnection is reused for every request, so the server's keep-alive handling is seen
 through a real client's eyes: http.client reconnects silently when a server closes, so the
 script compares the socket object before and after. Prints each mismatch and exits 1 if any.
 """
 import http.client
 import json
+import ssl
 import sys
 
 failures = []
@@ -19,8 +22,12 @@ def expect(what, actual, wanted):
         failures.append(f"{what}: got {actual!r}, expected {wanted!r}")
 
 
-def main(port):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def main(port, cafile=None):
+    if cafile:
+        context = ssl.create_default_context(cafile=cafile)
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
     conn.request("GET", "/")
     r = conn.getresponse()
@@ -61,7 +68,7 @@ def main(port):
     expect("/request query", info.get("query"), "x=1&y=2&x=3")
     expect("/request version", info.get("version"), "HTTP/1.1")
     expect("/request remote_ip", info.get("remote_ip"), "127.0.0.1")
-    expect("/request protocol", info.get("protocol"), "http")
+    expect("/request protocol", info.get("protocol"), "https" if cafile else "http")
     expect("/request host", info.get("host"), f"127.0.0.1:{port}")
     expect("/request X-Repeat", info.get("headers", {}).get("X-Repeat"), "one,two")
     expect("/request arguments", info.get("arguments"), {"x": ["1", "3"], "y": ["2"]})
@@ -87,4 +94,4 @@ def main(port):
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))
+    sys.exit(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))
