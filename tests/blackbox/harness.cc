@@ -920,6 +920,7 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
       if (n > 0) {
         record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
         bytes.remove_prefix(static_cast<std::size_t>(n));
+        deadline = Clock::now() + guard;
         continue;
       }
       TlsResult r = tls_result(ssl_, n);
@@ -939,6 +940,7 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
     if (n > 0) {
       record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
       bytes.remove_prefix(static_cast<std::size_t>(n));
+      deadline = Clock::now() + guard;
     } else if (errno == EAGAIN || errno == EINTR) {
       if (wait_for(fd_, POLLOUT, deadline) == 0) {
         throw std::runtime_error("send: server stopped reading (hang guard), " +
@@ -1030,10 +1032,10 @@ bool Connection::fill_(Clock::time_point deadline) {
 }
 
 Response Connection::read_response(bool head, milliseconds guard) {
-  auto deadline = Clock::now() + guard;
   for (;;) {
     if (auto r = take_response(buffer_, head)) return std::move(*r);
-    if (!fill_(deadline)) {
+    // The guard restarts with every piece that arrives.
+    if (!fill_(Clock::now() + guard)) {
       throw std::runtime_error("server closed the connection before a complete response (" +
                                std::to_string(buffer_.size()) + " bytes received: \"" +
                                buffer_.substr(0, 200) + "\")");
