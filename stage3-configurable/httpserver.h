@@ -30,7 +30,7 @@ using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)
 ///
 /// The callback writes a complete HTTP response (status line, headers, body) with
 /// HTTPRequest::write() and calls HTTPRequest::finish(); this server only parses requests and
-/// decides whether the connection stays open. Usage, as a 2009 program started:
+/// decides whether the connection stays open. Usage, as a 3.0 program started:
 ///
 /// \code
 /// tornado::HTTPServer http_server(handle_request);
@@ -62,7 +62,7 @@ using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)
 /// \tornado{tornado/httpserver.py,HTTPServer}
 class HTTPServer : public TCPServer {
  public:
-  /// Default largest request body (the 2009 stream's max_buffer_size, 100 MiB).
+  /// Default largest request body (IOStream's default max_buffer_size, 100 MiB).
   static constexpr std::size_t kDefaultMaxBodySize = 104857600;
 
   /// `no_keep_alive`: close after every request. `io_loop`: leave it null for a prefork
@@ -71,7 +71,7 @@ class HTTPServer : public TCPServer {
   /// X-Forwarded-For) and X-Scheme (or X-Forwarded-Proto), behind a proxy.
   ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
-  /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
+  /// with 413 (Tornado 4.0 added the same argument; 3.0 compared with the stream's buffer).
   /// `ssl_options`: serve HTTPS; throws std::runtime_error as TCPServer's constructor does.
   /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
   explicit HTTPServer(RequestCallback request_callback, bool no_keep_alive = false,
@@ -109,7 +109,7 @@ class HTTPServer : public TCPServer {
 class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
  public:
   /// Parsing limit on the request line plus headers (course contract: 431 above it; the
-  /// 2009 server's only limit was the stream's 100 MiB).
+  /// 3.0 server's only limit was the stream's 100 MiB).
   static constexpr std::size_t kMaxHeaderSize = 65536;
 
   /// Creates a connection over `stream` and starts reading the first request.
