@@ -13,6 +13,10 @@ and reports medians with their spread (min-max over the rounds):
               backend) and each server's memory per idle connection
   timers      N timeouts inserted in random order, half cancelled, the rest run, through
               each stage's own IOLoop (the C++ helper tests/bench/timers.cc)
+  deploy      hello through nginx + N stage3 instances against --processes N and one process
+  tls         stages 1-3 over HTTPS, nginx with the same certificate as a peer: wrk
+              keep-alive and one handshake per request, a download with curl, and the
+              latency of a new client while K others stall their handshakes
 
     python3 tests/bench/run.py [--quick] [--build-dir build/release] [--out build/bench]
 
@@ -30,6 +34,7 @@ import platform
 import re
 import resource
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -75,6 +80,10 @@ MODES = {
         "idle_samples": 200,
         "timer_sizes": [1000, 10000, 100000],
         "timer_budget": 2.0,
+        "tls_seconds": 1,
+        "tls_download": 4 * MIB,
+        "tls_stall_levels": [0, 1, 5],
+        "tls_stall_samples": 2,
     },
     "full": {
         "rounds": 3,
@@ -88,6 +97,10 @@ MODES = {
         "idle_samples": 1000,
         "timer_sizes": [1000, 3000, 10000, 30000, 100000, 300000, 1000000],
         "timer_budget": 15.0,
+        "tls_seconds": 3,
+        "tls_download": 64 * MIB,
+        "tls_stall_levels": [0, 1, 5, 20],
+        "tls_stall_samples": 3,
     },
 }
 # A point running longer than this many budgets is abandoned and reported as timed out.
@@ -262,10 +275,12 @@ class Server:
 
     live = []  # Every server not yet stopped, for the cleanup on exit or Ctrl-C.
 
-    def __init__(self, name, command, log_file, ready_line=True, port=None, cwd=None):
+    def __init__(self, name, command, log_file, ready_line=True, port=None, cwd=None,
+                 scheme="http"):
         self.name = name
         self.command = command
         self.port = port
+        self.scheme = scheme  # The ready line's, for a server that prints one.
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -285,7 +300,8 @@ class Server:
             raise
 
     def _read_port(self, timeout):
-        """Waits for `listening on http://ADDRESS:PORT` on stdout and returns PORT."""
+        """Waits for `listening on http://ADDRESS:PORT` (https:// over TLS) on stdout and
+        returns PORT."""
         deadline = time.monotonic() + timeout
         line = b""
         while not line.endswith(b"\n"):
@@ -298,10 +314,11 @@ class Server:
                 if not chunk:
                     raise RuntimeError(f"{self.name}: stdout closed before 'listening on'")
                 line += chunk
-        match = re.search(rb"listening on http://[^:\s]+:(\d+)", line)
+        match = re.search(rb"listening on (https?)://[^:\s]+:(\d+)", line)
         if not match:
             raise RuntimeError(f"{self.name}: unexpected first line {line!r}")
-        return int(match.group(1))
+        self.scheme = match.group(1).decode()
+        return int(match.group(2))
 
     def _wait_for_port(self, timeout):
         """For servers that print nothing (nginx): waits until the port accepts."""
@@ -323,7 +340,7 @@ class Server:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/"
+        return f"{self.scheme}://127.0.0.1:{self.port}/"
 
     def pids(self):
         return process_tree(self.proc.pid) if self.proc.poll() is None else []
@@ -404,7 +421,7 @@ class Bench:
         log(f"notice: {text}")
 
     def record_command(self, command):
-        self.commands.append(" ".join(command))
+        self.commands.append(shlex.join(command))
 
     def start(self, name, command, **kwargs):
         command = self.wrapper + command
@@ -502,11 +519,15 @@ def parse_wrk(text):
     return out
 
 
-def run_wrk(bench, server):
-    """Runs wrk against `server`; measures the server's CPU and wrk's own CPU around it."""
+def run_wrk(bench, server, seconds=None, headers=()):
+    """Runs wrk against `server`; measures the server's CPU and wrk's own CPU around it.
+    `seconds` replaces the mode's hello duration; `headers` are sent with every request."""
     cfg = bench.cfg
-    command = ["wrk", "-t1", f"-c{cfg['wrk_connections']}", f"-d{cfg['hello_seconds']}s",
-               "--latency", server.url]
+    command = ["wrk", "-t1", f"-c{cfg['wrk_connections']}",
+               f"-d{seconds or cfg['hello_seconds']}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    command.append(server.url)
     bench.record_command(command)
     pids = server.pids()
     server_cpu_before = cpu_times(pids)
@@ -587,8 +608,9 @@ def find_tornado_python():
     return None
 
 
-def start_nginx(bench, nginx):
-    """nginx from tests/bench/peers/nginx.conf, in a temporary prefix, on a free port."""
+def start_nginx(bench, nginx, tls=None):
+    """nginx from tests/bench/peers/nginx.conf, in a temporary prefix, on a free port; with
+    `tls` (certificate, key) it serves HTTPS there instead."""
     prefix = tempfile.mkdtemp(prefix="bench-nginx-")
     bench.temp_dirs.append(prefix)
     with open(os.path.join(HERE, "peers", "nginx.conf")) as f:
@@ -597,10 +619,17 @@ def start_nginx(bench, nginx):
         port = free_port()
         conf = os.path.join(prefix, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(template.replace("@PORT@", str(port)).replace("@PREFIX@", prefix))
+            text = template.replace("@PORT@", str(port)).replace("@PREFIX@", prefix)
+            if tls:
+                text = text.replace("@SSL@", " ssl").replace("@CERTIFICATE@", (
+                    f"ssl_certificate {tls[0]};\n        ssl_certificate_key {tls[1]};\n"
+                    "        ssl_protocols TLSv1.2 TLSv1.3;"))
+            else:
+                text = text.replace("@SSL@", "").replace("@CERTIFICATE@", "")
+            f.write(text)
         try:
             return bench.start("nginx", [nginx, "-p", prefix, "-c", conf, "-e", "stderr"],
-                               ready_line=False, port=port)
+                               ready_line=False, port=port, scheme="https" if tls else "http")
         except RuntimeError:
             if attempt == 2:
                 raise
@@ -1485,6 +1514,341 @@ def deploy_plot(bench):
                 f"{bench.cfg['rounds']} rounds)", body, {"": text})
 
 
+# --------------------------------------------------------------------------------------------
+# Workload: TLS (stages 1-3 over HTTPS, nginx with the same certificate as a peer)
+# --------------------------------------------------------------------------------------------
+
+
+def tls_get(port, context, timeout=10):
+    """One GET / on a new TLS connection (connect, handshake, request, verified answer);
+    returns the seconds from connect() to the answer's last byte.
+
+    Under TLS 1.3 the server sends its session tickets after the handshake, and the answer
+    follows them: a server without TCP_NODELAY (no stage sets it) holds the answer until the
+    tickets are acknowledged, and the client's delayed ACK adds ~40 ms to every sample. The
+    client acknowledges at once (TCP_QUICKACK after its request: that also sends an ACK
+    already pending), as the pipelining client does, and sends without delay (TCP_NODELAY)."""
+    import ssl  # Only this workload needs it.
+
+    start = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with context.wrap_socket(raw, server_hostname="localhost") as sock:
+            sock.sendall(HELLO_REQUEST)
+            quick_ack(sock)
+            try:
+                status, headers, rest = read_head(sock, bytearray(), deadline)
+                body = read_body(sock, rest, int(headers.get("content-length", "-1")), deadline)
+            except ssl.SSLError as error:
+                raise ConnectionError(f"TLS: {error}") from None
+    if status != 200 or bytes(body) != HELLO_BODY:
+        raise RuntimeError(f"GET / answered {status} {bytes(body)[:40]!r}")
+    return time.perf_counter() - start
+
+
+def tls_download(bench, port, ca, size, hard_limit, verify=False):
+    """GET /bytes/SIZE over TLS with curl --cacert: curl's own time_total (connect, handshake
+    and every byte). The status and length are checked every time; with `verify` the body is
+    kept and compared with the /bytes pattern (off the clock: the measured runs go to
+    /dev/null, since a client that copies every byte in Python would set the pace)."""
+    url = f"https://127.0.0.1:{port}/bytes/{size}"
+    command = ["curl", "-sS", "--cacert", ca, "--max-time", f"{hard_limit:g}",
+               "-o", "-" if verify else "/dev/null"]
+    if not verify:
+        command += ["-w", "%{http_code} %{size_download} %{time_total}"]
+    command.append(url)
+    if verify not in bench.tls_download_recorded:  # Each form once.
+        bench.record_command(command)
+        bench.tls_download_recorded.add(verify)
+    done = subprocess.run(command, capture_output=True, timeout=hard_limit + 10)
+    if done.returncode != 0:
+        raise RuntimeError(f"curl exited {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
+    if verify:
+        alphabet = b"abcdefghijklmnopqrstuvwxyz"
+        expected = (alphabet * (size // len(alphabet) + 1))[:size]
+        if done.stdout != expected:
+            raise RuntimeError(f"body of {len(done.stdout)} bytes differs from the /bytes "
+                               f"pattern of {size}")
+        return None
+    code, length, seconds = done.stdout.decode().split()
+    if code != "200" or int(length) != size:
+        raise RuntimeError(f"answered {code} with {length} of {size} bytes")
+    return float(seconds)
+
+
+def workload_tls(bench):
+    """Stages 1-3 over HTTPS (default backend), nginx with the same certificate beside them:
+    wrk keep-alive hello, wrk with `Connection: close` (one new connection and handshake per
+    request), downloads with curl, and the stage1 lesson: a new client's latency while K
+    clients stall their handshakes (connected, nothing sent)."""
+    import ssl  # Only this workload needs it.
+
+    cfg = bench.cfg
+    stages = [s for s, *_ in bench.stages if s in ("stage1", "stage2", "stage3")]
+    if not stages:
+        bench.notice("tls workload skipped: no stage with TLS (stages 1-3) was built")
+        return
+    if not shutil.which("openssl"):
+        bench.notice("tls workload skipped: it needs the openssl command (`make deps`)")
+        return
+    certs = os.path.join(bench.out, "tls-certs")
+    command = ["sh", os.path.join(ROOT, "tests", "tls", "make_certs.sh"), certs]
+    bench.record_command(command)
+    made = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if made.returncode != 0:
+        bench.notice(f"tls workload skipped: make_certs.sh failed: {made.stderr.strip()[:200]}")
+        return
+    ca, cert, key = (os.path.join(certs, f) for f in ("ca.crt", "server.crt", "server.key"))
+    context = ssl.create_default_context(cafile=ca)
+    tls_args = ["--certfile", cert, "--keyfile", key]
+    wrk = shutil.which("wrk")
+    curl = shutil.which("curl")
+    if not wrk:
+        bench.notice("wrk not installed: the tls workload's wrk runs are skipped")
+    if not curl:
+        bench.notice("curl not installed: the tls workload's downloads are skipped")
+    bench.tls_download_recorded = set()
+
+    targets = [(short, lambda s=short: bench.start_stage(s, tls_args)) for short in stages]
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx:
+        targets.append(("nginx (1 worker)", lambda: start_nginx(bench, nginx, (cert, key))))
+    else:
+        bench.notice("nginx not installed: the tls workload's peer is skipped")
+    size = cfg["tls_download"]
+    budget = cfg["transfer_budget"]
+    hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
+    rounds = cfg["rounds"]
+    runs, downloads = [], []
+    slow = {}  # stage -> why its download is not repeated in later rounds
+
+    for r in range(1, rounds + 1):
+        for label, start in targets:
+            log(f"[tls] {label} round {r}/{rounds} ...")
+            server = None
+            try:
+                server = start()
+                tls_get(server.port, context)  # Verify the answer before measuring.
+                if wrk:
+                    for kind, headers in (("keep-alive", ()),
+                                          ("handshake", ("Connection: close",))):
+                        record = {"target": label, "kind": kind, "round": r}
+                        try:
+                            record.update(run_wrk(bench, server, cfg["tls_seconds"], headers))
+                            tls_get(server.port, context)  # Still right after the run.
+                            if not server.alive():
+                                record["error"] = "server died during the run"
+                        except Exception as error:
+                            record["error"] = f"{type(error).__name__}: {error}"
+                        if record.get("errors"):
+                            record["error"] = (record.get("error") or
+                                               f"wrk reported errors {record['errors']}")
+                        runs.append(record)
+                        log(f"    {kind}: FAILED: {record['error']}" if "error" in record else
+                            f"    {kind}: {fmt_num(record['rps'])} req/s, p99 "
+                            f"{fmt_num(record.get('p99_ms'))} ms, server "
+                            f"{fmt_num(record.get('server_cpu_us_per_request'))} µs CPU/req, "
+                            f"wrk {fmt_num(record['wrk_cpu_share'])} cores")
+                if curl and label in stages:
+                    record = {"stage": label, "size": size, "round": r}
+                    try:
+                        if label in slow:
+                            record["skipped"] = slow[label]
+                        else:
+                            # One verified, unrecorded download first: the pattern is checked
+                            # and the server's heap has grown to the size before the clock.
+                            began = time.monotonic()
+                            tls_download(bench, server.port, ca, size, hard_limit, verify=True)
+                            predicted = time.monotonic() - began
+                            repeats = cfg["transfer_repeats"] if (
+                                predicted * cfg["transfer_repeats"] <= budget) else 1
+                            samples = [tls_download(bench, server.port, ca, size, hard_limit)
+                                       for _ in range(repeats)]
+                            seconds = median(samples)
+                            record.update(seconds=seconds, gb_per_s=size / seconds / 1e9,
+                                          samples=samples)
+                            if seconds > budget:
+                                slow[label] = f"over budget ({fmt_num(seconds, 2)} s > " \
+                                              f"{budget:g} s in round {r})"
+                    except Exception as error:
+                        record["error"] = f"{type(error).__name__}: {error}"
+                        slow[label] = "failed in an earlier round"
+                    downloads.append(record)
+                    log(f"    download {size_label(size)}: " + (
+                        f"{fmt_num(record['seconds'])} s, {fmt_num(record['gb_per_s'])} GB/s"
+                        if "seconds" in record else record.get("skipped") or
+                        f"FAILED: {record['error']}"))
+            except Exception as error:
+                runs.append({"target": label, "kind": "start", "round": r,
+                             "error": f"{type(error).__name__}: {error}"})
+                log(f"    FAILED: {error}")
+            finally:
+                if server:
+                    server.stop()
+
+    # The lesson, once per stage (its samples give the spread): stage1 completes each
+    # handshake inside its accept handler, so K stalled clients ahead of a new one cost it
+    # K times the 1 s handshake deadline; stages 2 and 3 drive handshakes from the IOLoop.
+    stalls = []
+    levels, samples_per = cfg["tls_stall_levels"], cfg["tls_stall_samples"]
+    for short in stages:
+        log(f"[tls] {short}: a new client's GET / while K clients stall their handshakes ...")
+        server = None
+        parts = []
+        try:
+            server = bench.start_stage(short, tls_args)
+            tls_get(server.port, context)
+            for level in levels:
+                record = {"stage": short, "level": level}
+                try:
+                    samples = []
+                    for _ in range(samples_per):
+                        stalled = []
+                        try:
+                            # Connected (in the server's backlog, ahead of the client), and
+                            # never a byte of ClientHello.
+                            open_idle(server.port, level, stalled)
+                            samples.append(tls_get(server.port, context, timeout=level * 2 + 10))
+                        finally:
+                            for s in stalled:
+                                s.close()
+                    record.update(samples=samples, median_ms=median(samples) * 1e3,
+                                  min_ms=min(samples) * 1e3, max_ms=max(samples) * 1e3)
+                    parts.append(f"K={level}: {fmt_num(record['median_ms'])} ms")
+                except Exception as error:
+                    record["error"] = f"{type(error).__name__}: {error}"
+                    parts.append(f"K={level}: FAILED: {record['error']}")
+                stalls.append(record)
+        except Exception as error:
+            stalls.append({"stage": short, "error": f"{type(error).__name__}: {error}"})
+            parts.append(f"FAILED: {error}")
+        finally:
+            if server:
+                server.stop()
+        log("    " + ", ".join(parts))
+
+    summary = []
+    for label, _ in targets:
+        row = {"target": label}
+        for kind in ("keep-alive", "handshake"):
+            ok = [x for x in runs if x["target"] == label and x["kind"] == kind
+                  and "error" not in x]
+            row[kind] = {
+                "rps": spread([x["rps"] for x in ok]),
+                "p99_ms": spread([x["p99_ms"] for x in ok if "p99_ms" in x]),
+                "server_cpu_us_per_request": spread(
+                    [x["server_cpu_us_per_request"] for x in ok
+                     if "server_cpu_us_per_request" in x]),
+                "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok]),
+            }
+        row["failures"] = [f"{x['kind']}: {x['error']}" for x in runs
+                           if x["target"] == label and "error" in x]
+        mine = [x for x in downloads if x["stage"] == label]
+        if mine:
+            row["download"] = {
+                "size": size,
+                "seconds": spread([x["seconds"] for x in mine if "seconds" in x]),
+                "gb_per_s": spread([x["gb_per_s"] for x in mine if "gb_per_s" in x]),
+                "skipped": next((x["skipped"] for x in mine if "skipped" in x), None),
+                "failures": [x["error"] for x in mine if "error" in x],
+            }
+        summary.append(row)
+    bench.results["tls"] = {
+        "runs": runs, "downloads": downloads, "stalls": stalls, "summary": summary,
+        "download_size": size, "stall_levels": levels, "stall_samples": samples_per,
+        "handshake_client": "wrk -H 'Connection: close': one new connection and TLS "
+                            "handshake per request; wrk keeps the session the server's TLS 1.3 "
+                            "ticket gave it, so each handshake resumes it (no certificate, a "
+                            "fresh key exchange)",
+    }
+
+
+def tls_sections(bench):
+    """The tls workload's tables, for tables()."""
+    if "tls" not in bench.results:
+        return []
+    res = bench.results["tls"]
+    r = bench.cfg["rounds"]
+    out = []
+    rows = []
+    for x in res["summary"]:
+        ka, hs = x["keep-alive"], x["handshake"]
+        if not ka["rps"] and not hs["rps"]:
+            rows.append([x["target"], "FAILED: " + (x["failures"] or ["no data"])[0][:80],
+                         "", "", "", "", "", ""])
+            continue
+        rows.append([x["target"], fmt_spread(ka["rps"], rounds=r), fmt_spread(ka["p99_ms"]),
+                     fmt_spread(ka["server_cpu_us_per_request"]),
+                     fmt_spread(hs["rps"], rounds=r), fmt_spread(hs["server_cpu_us_per_request"]),
+                     f"{fmt_num(median_of(ka['wrk_cpu_share']), 2)} / "
+                     f"{fmt_num(median_of(hs['wrk_cpu_share']), 2)}",
+                     f"{len(x['failures'])} failed" if x["failures"] else "ok"])
+    out.append(("TLS: hello over HTTPS (wrk keep-alive; and with `Connection: close`, one new "
+                "connection and handshake per request, resumed from the server's TLS 1.3 "
+                "ticket)",
+                md_table(["server", "keep-alive req/s", "p99 ms", "server CPU µs/request",
+                          "handshakes/s", "server CPU µs/handshake",
+                          "wrk CPU (cores) keep-alive / handshakes", "rounds"], rows)))
+    rows = []
+    for x in res["summary"]:
+        d = x.get("download")
+        if not d:
+            continue
+        rows.append([x["target"], fmt_spread(d["seconds"], rounds=r) + " s · "
+                     f"{fmt_num(d['gb_per_s']['median'])} GB/s" if d["seconds"]
+                     else cell_failed(d)])
+    if rows:
+        out.append((f"TLS: download of {size_label(res['download_size'])} (curl --cacert, "
+                    "GET /bytes/N over HTTPS; seconds, median (min–max), and GB/s)",
+                    md_table(["stage", "download"], rows)))
+    stages = []
+    for x in res["stalls"]:
+        if x["stage"] not in stages:
+            stages.append(x["stage"])
+    rows = []
+    for level in res["stall_levels"]:
+        row = [str(level)]
+        for short in stages:
+            e = next((x for x in res["stalls"] if x["stage"] == short
+                      and x.get("level") == level), None)
+            if e is None:
+                failed = next((x for x in res["stalls"] if x["stage"] == short
+                               and "error" in x), None)
+                row.append("FAILED: " + failed["error"][:60] if failed else "-")
+            elif "error" in e:
+                row.append("FAILED: " + e["error"][:60])
+            else:
+                row.append(f"{fmt_num(e['median_ms'])} ({fmt_num(e['min_ms'])}–"
+                           f"{fmt_num(e['max_ms'])})")
+        rows.append(row)
+    if stages:
+        out.append(("TLS: a new client's GET / while K clients stall their handshakes (ms from "
+                    f"connect to answer, median (min–max) of {res['stall_samples']} samples; "
+                    "each sample opens K fresh connections that send nothing, then the client)",
+                    md_table(["K stalled"] + stages, rows)))
+    return out
+
+
+def tls_plot(bench):
+    """The stage1 lesson as a plot, for make_plots(): latency against stalled handshakes."""
+    if "tls" not in bench.results:
+        return None
+    series = {}
+    for x in bench.results["tls"]["stalls"]:
+        if "level" not in x:
+            series.setdefault(x["stage"], [])
+            continue
+        add_point(series, x["stage"], x["level"], "median_ms" in x and {
+            "median": x["median_ms"], "min": x["min_ms"], "max": x["max_ms"]})
+    return series_plot(bench, "tls-stalled-handshakes",
+                       "TLS: GET / latency of a new client while K clients stall their "
+                       "handshakes (stage1 runs each in its accept handler, 1 s deadline)",
+                       "K clients connected that send nothing",
+                       "ms from connect to answer (log scale)", series, logx=False)
+
+
 
 def compute_targets(bench):
     """Each target as a measured ratio, with whether it was met; nothing is asserted."""
@@ -1598,6 +1962,34 @@ def compute_targets(bench):
                 predicted / timers[(heap, big)]["cpu_s"]["median"], "info", None,
                 f"EXTRAPOLATED: {lst} not run at N={big:,} (predicted {fmt_num(predicted, 2)} s "
                 f"from its last two points); {heap} measured")
+    # TLS: stage3 against nginx with the same certificate, and the stage1 lesson.
+    tls = {x["target"]: x for x in res.get("tls", {}).get("summary", [])}
+    if "stage3" in tls and "nginx (1 worker)" in tls:
+        for kind, name in (("keep-alive", "keep-alive throughput"),
+                           ("handshake", "handshakes per second")):
+            mine = median_of(tls["stage3"][kind]["rps"])
+            theirs = median_of(tls["nginx (1 worker)"][kind]["rps"])
+            add(f"tls: stage3 / nginx {name}", mine / theirs if mine and theirs else None,
+                "info", None)
+        mine = median_of(tls["stage3"]["keep-alive"]["server_cpu_us_per_request"])
+        theirs = median_of(tls["nginx (1 worker)"]["keep-alive"]["server_cpu_us_per_request"])
+        if mine and theirs:
+            add("tls: stage3 / nginx server CPU time per keep-alive request", mine / theirs,
+                "info", None, "lower is better")
+    download = (tls.get("stage3") or {}).get("download")
+    if download:
+        add(f"tls: stage3 {size_label(download['size'])} download GB/s",
+            median_of(download["gb_per_s"]), "info", None,
+            "" if download["gb_per_s"] else cell_failed(download))
+    stalls = {(x["stage"], x["level"]): x["median_ms"]
+              for x in res.get("tls", {}).get("stalls", []) if "median_ms" in x}
+    for level in res.get("tls", {}).get("stall_levels", []):
+        base = stalls.get(("stage3", level))
+        for short in ("stage1", "stage2"):
+            if level and base and (short, level) in stalls:
+                add(f"lesson: tls {short} / stage3 latency with {level} stalled handshakes",
+                    stalls[(short, level)] / base, "info", None,
+                    f"{short} {fmt_num(stalls[(short, level)])} ms, stage3 {fmt_num(base)} ms")
     res["targets"] = targets
 
 
@@ -1628,6 +2020,14 @@ READING_NOTES = [
     "Nagle's algorithm on the servers (no stage sets TCP_NODELAY) does not wait for a "
     "delayed ACK: without it every burst of 10 or more takes the ~40 ms of the delayed-ACK "
     "timer, whatever the stage.",
+    "tls: stages 1-3 with --certfile/--keyfile (stage3 on its default backend) and nginx with "
+    "the same certificate, made at run time by tests/tls/make_certs.sh. 'handshakes/s' is wrk "
+    "with `Connection: close`: every request opens a TCP connection and runs a TLS handshake, "
+    "but wrk keeps the session of the ticket each server sends after a TLS 1.3 handshake, so "
+    "these handshakes resume it (a fresh key exchange, no certificate or signature): cheaper "
+    "than a first visit's full handshake, the same for every server. The stalled-handshake "
+    "table and plot time a new client with a full handshake (Python's ssl module, which "
+    "acknowledges at once: see tls_get in run.py) from connect to answer.",
     "timers: CPU seconds of the one-threaded helper, so that other load on the machine does "
     "not count; wall seconds beside them.",
     "Other processes on the machine (see the load average) lower throughput and widen the "
@@ -1760,6 +2160,7 @@ def tables(bench):
         out.append(("Ratios against the course's goals (measured in this run, not asserted)",
                     md_table(["ratio", "measured", "goal", "met?", "what it means"], rows)))
     out += deploy_sections(bench)
+    out += tls_sections(bench)
     return out
 
 
@@ -1774,6 +2175,12 @@ TARGET_MEANINGS = [
      "quadratically"),
     ("time 16 MiB / 4 MiB", "4 times the bytes: about 4 if the time grows linearly, 16 if "
      "quadratically"),
+    ("tls: stage3 / nginx keep-alive", "stage3's requests/s over HTTPS keep-alive as a share "
+     "of nginx's with one worker and the same certificate"),
+    ("tls: stage3 / nginx handshakes", "stage3's new TLS connections (each a resumed "
+     "handshake) per second as a share of nginx's"),
+    ("stalled handshakes", "how many times stage3's latency a new client waits on that stage "
+     "while clients ahead of it stall their handshakes"),
     ("sorted list /", "how many times the heap's CPU time the sorted list needs for the same "
      "timers: it grows with N because each list operation is O(N)"),
 ]
@@ -2009,6 +2416,7 @@ def make_plots(bench):
         svgs.append(series_plot(bench, "timers", "Timers: insert N, cancel N/2, run the rest",
                                 "N", "CPU seconds", series))
     svgs.append(deploy_plot(bench))
+    svgs.append(tls_plot(bench))
     return [s for s in svgs if s]
 
 
@@ -2168,6 +2576,7 @@ WORKLOADS = {
     "idle": workload_idle,
     "timers": workload_timers,
     "deploy": workload_deploy,
+    "tls": workload_tls,
 }
 
 
