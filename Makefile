@@ -10,7 +10,7 @@
 #                         (ARGS=--autoreload: a rebuild restarts it, stage1 and later)
 #   make deploy STAGE=... N=4   nginx + N instances under Supervisor (build/deploy/)
 #   make deploy-stop      stop the deployment
-#   make bench-quick      the per-stage benchmark, quick (about a minute); make bench: full
+#   make bench-quick      the per-stage benchmark, quick (about three minutes); make bench: full
 #   make deps-peers       also install the benchmark's peers: real Tornado and nginx
 #   make fuzz             libFuzzer on every parser of every stage (FUZZ_SECONDS each)
 #   make diff-test N=...  the same generated requests to every stage and backend, compared

@@ -1,7 +1,7 @@
 # The per-stage benchmark (tests/bench/run.py), included by the top Makefile.
 #
-#   make bench-quick   about a minute: fewer rounds and sizes (CI's smoke test)
-#   make bench         the full run (under 15 minutes on 2 cores)
+#   make bench-quick   about three minutes: fewer rounds and sizes (CI's smoke test)
+#   make bench         the full run (under 20 minutes on 2 cores)
 #   make deps-peers    install the optional peers: real Tornado (Python) and nginx
 #
 # Both runs build the release preset first and write results.md, results.json and SVG plots

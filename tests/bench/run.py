@@ -63,7 +63,7 @@ KIB = 1024
 HELLO_BODY = b"Hello, world"
 HELLO_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
-# Two settings: --quick (CI's smoke test, about a minute) and the full run (under 15 minutes
+# Two settings: --quick (CI's smoke test, about three minutes) and the full run (under 20 minutes
 # on 2 cores). "budget" is the time one transfer or timer point may take: a larger size is
 # skipped when the previous points predict it would take longer (the slow stages grow
 # quadratically), and a point that runs over the hard limit is abandoned.
