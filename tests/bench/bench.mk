@@ -1,10 +1,11 @@
 # The per-stage benchmark (tests/bench/run.py), included by the top Makefile.
 #
-#   make bench-quick   about three minutes: fewer rounds and sizes (CI's smoke test)
+#   make bench-quick   about three minutes: fewer rounds and sizes
+#   make bench-smoke   the quick run on the existing dev build (CI)
 #   make bench         the full run (under 20 minutes on 2 cores)
 #   make deps-peers    install the optional peers: real Tornado (Python) and nginx
 #
-# Both runs build the release preset first and write results.md, results.json and SVG plots
+# bench and bench-quick build the release preset first; every run writes results.md, results.json and SVG plots
 # under BENCH_OUT (build/bench by default). BENCH_ARGS passes more options to run.py, e.g.
 # BENCH_ARGS="--only hello,timers --rounds 1".
 
@@ -21,7 +22,7 @@ BENCH_ARGS ?=
 DEPS_BENCH := wrk gnuplot-nox libcurl4-openssl-dev strace
 DEPS_PEERS := python3-tornado nginx
 
-.PHONY: bench bench-quick bench-build deps-peers
+.PHONY: bench bench-quick bench-smoke bench-build deps-peers
 
 bench-build: deps
 	cmake --preset release $(CMAKE_ARGS)
@@ -32,6 +33,12 @@ bench: bench-build
 
 bench-quick: bench-build
 	python3 tests/bench/run.py --quick --build-dir $(BUILD_DIR_release) --out $(BENCH_OUT) $(BENCH_ARGS)
+
+# The quick run on the dev build that `make check` left (-O2 as well): CI's smoke test, which
+# then needs no third build. The numbers to read come from the release build.
+bench-smoke: deps
+	cmake --build --preset dev -j $(JOBS)
+	python3 tests/bench/run.py --quick --build-dir $(BUILD_DIR_dev) --out $(BENCH_OUT) $(BENCH_ARGS)
 
 deps-peers:
 	@$(MAKE) --no-print-directory deps DEPS="$(DEPS_PEERS)"
