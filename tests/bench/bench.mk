@@ -5,8 +5,9 @@
 #   make bench         the full run (under 20 minutes on 2 cores)
 #   make deps-peers    install the optional peers: real Tornado (Python) and nginx
 #
-# bench and bench-quick build the release preset first; every run writes results.md, results.json and SVG plots
-# under BENCH_OUT (build/bench by default). BENCH_ARGS passes more options to run.py, e.g.
+# bench and bench-quick build the release preset first. Every run writes results.md,
+# results.json and SVG plots under BENCH_OUT (build/bench by default). BENCH_ARGS passes more
+# options to run.py, e.g.
 # BENCH_ARGS="--only hello,timers --rounds 1".
 
 # Included anywhere, this file must not become the default goal: remember the goal so far
