@@ -487,9 +487,10 @@ def fill_bench_markers(text, bench_dir):
 # --- landing ------------------------------------------------------------------------------
 
 def find_definition(stage, function):
-    """(file, line) of `function`'s definition in a stage's .cc files, or None."""
+    """(file, line) of `function`'s definition in a stage's .cc files, or None. A method of
+    IOStream may be defined on its base class (3.0's BaseIOStream)."""
     cls, name = function.split("::")
-    pattern = re.compile(r"^\S.*\b" + re.escape(cls) + r"::" + re.escape(name) + r"\(")
+    pattern = re.compile(r"^\S.*\b(?:Base)?" + re.escape(cls) + r"::" + re.escape(name) + r"\(")
     for base, _, files in sorted(os.walk(os.path.join(ROOT, stage))):
         for fname in sorted(files):
             if not fname.endswith(".cc"):
