@@ -33,26 +33,6 @@ class Pattern {
   regex_t re_{};
 };
 
-// How the server binary ran with `args` (no server arguments of the mode): its wait status,
-// stdout and stderr.
-struct Run {
-  int status = 0;
-  std::string out;
-  std::string err;
-};
-
-Run run_server(const std::vector<std::string>& args) {
-  TempFile out;
-  TempFile err;
-  std::vector<std::string> argv = {TORNADO_SERVER_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Run r;
-  r.status = run_program(argv, out.path(), err.path(), kHangGuard);
-  r.out = out.read();
-  r.err = err.read();
-  return r;
-}
-
 // A usage error: exit status 2 before any readiness line, with a message on stderr that
 // names `mentions`.
 void check_usage_error(const std::vector<std::string>& args, const std::string& mentions) {
@@ -60,7 +40,7 @@ void check_usage_error(const std::vector<std::string>& args, const std::string& 
   for (const auto& a : args)
     joined += " " + a;
   CAPTURE(joined);
-  const Run r = run_server(args);
+  const ServerRun r = run_server_binary(args);
   INFO("stderr: " << r.err);
   CHECK(WIFEXITED(r.status));
   CHECK_EQ(WEXITSTATUS(r.status), 2);

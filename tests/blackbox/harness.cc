@@ -1518,4 +1518,16 @@ std::string TempFile::read() const {
   return slurp(path_);
 }
 
+ServerRun run_server_binary(const std::vector<std::string>& args) {
+  TempFile out;
+  TempFile err;
+  std::vector<std::string> argv = {TORNADO_SERVER_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ServerRun r;
+  r.status = run_program(argv, out.path(), err.path(), kHangGuard);
+  r.out = out.read();
+  r.err = err.read();
+  return r;
+}
+
 }  // namespace blackbox

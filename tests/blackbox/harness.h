@@ -324,6 +324,14 @@ long raise_nofile_limit();
 int run_program(const std::vector<std::string>& argv, const std::string& stdout_path,
                 const std::string& stderr_path, milliseconds guard = kBulkHangGuard);
 
+/// How the server binary ran with `args` alone (no arguments of the mode), to its exit.
+struct ServerRun {
+  int status = 0;   ///< Its wait status.
+  std::string out;  ///< What it wrote to stdout.
+  std::string err;  ///< What it wrote to stderr.
+};
+ServerRun run_server_binary(const std::vector<std::string>& args);
+
 /// A TCP port on 127.0.0.1 that nobody listens on right now.
 int free_port();
 

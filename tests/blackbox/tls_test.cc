@@ -34,26 +34,6 @@ using namespace blackbox;
 
 namespace {
 
-// How the server binary ran with `args` alone (no arguments of the mode): its wait status,
-// stdout and stderr.
-struct Run {
-  int status = 0;
-  std::string out;
-  std::string err;
-};
-
-Run run_binary(const std::vector<std::string>& args) {
-  TempFile out;
-  TempFile err;
-  std::vector<std::string> argv = {TORNADO_SERVER_BINARY};
-  argv.insert(argv.end(), args.begin(), args.end());
-  Run r;
-  r.status = run_program(argv, out.path(), err.path(), kHangGuard);
-  r.out = out.read();
-  r.err = err.read();
-  return r;
-}
-
 std::string joined(const std::vector<std::string>& args) {
   std::string text;
   for (const auto& a : args)
@@ -65,7 +45,7 @@ std::string joined(const std::vector<std::string>& args) {
 void check_refused(const std::vector<std::string>& args, const std::string& mentions,
                    bool one_line = true) {
   CAPTURE(joined(args));
-  const Run r = run_binary(args);
+  const ServerRun r = run_server_binary(args);
   INFO("stderr: " << r.err);
   CHECK(WIFEXITED(r.status));
   CHECK_EQ(WEXITSTATUS(r.status), 2);
@@ -337,8 +317,8 @@ TEST_CASE("TLS: --cert-reqs required takes a client certificate signed by --ca-c
 #endif
   // The liveness check's client has no certificate, which this server refuses: asked again
   // with one instead.
-  auto again = curl({"--cert", tls_cert("client.crt"), "--key", tls_cert("client.key"),
-                     url(server, "/")});
+  auto again =
+      curl({"--cert", tls_cert("client.crt"), "--key", tls_cert("client.key"), url(server, "/")});
   CHECK_EQ(again.out, "Hello, world");
   CHECK_FALSE(server.exited().has_value());
 }
