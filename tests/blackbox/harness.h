@@ -43,6 +43,20 @@ inline constexpr milliseconds kHangGuard{30000};
 /// under ASan on a busy machine, stage0 copies gigabytes for an 8 MiB body.
 inline constexpr milliseconds kBulkHangGuard{180000};
 
+/// True in the asan preset's build (the servers are instrumented too).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+/// The size of a bulk body: `full` in the dev build, a quarter of it under ASan. Stages 0-1
+/// copy their whole read buffer on every 4 KiB read (the historical O(n^2) string buffer);
+/// under ASan each of those copies is checked and lands in freshly mapped memory, so one 8 MiB
+/// echo costs stage1 some 45 s of CPU. The sanitizer build looks for memory errors, and a
+/// quarter of the size takes the same paths (every buffer growth, partial writes, chunked
+/// reads); the dev build moves the full size.
+constexpr std::size_t bulk_size(std::size_t full) { return kSanitized ? full / 4 : full; }
+
 /// The server arguments of the suite's current mode: the environment variable
 /// TORNADO_SERVER_ARGS split on spaces, empty when it is unset. tests/CMakeLists.txt registers
 /// the black-box cases once per mode with it set, e.g. "--processes 2" (stage1: prefork) or

@@ -283,7 +283,7 @@ TEST_CASE("TCPServer: a subclass serves a line echo protocol through listen()") 
   const std::string line1 = "alpha\n";
   const std::string line2 = std::string("b\0\xff\x80ta", 6) + "\n";
   const std::string line3 = "gamma delta\r\n";
-  const std::string all = line1 + line2 + line3;
+  const std::string all = std::string().append(line1).append(line2).append(line3);
 
   unit::Peer first(*loop, connect_loopback(server.port()));
   first.send(all);
