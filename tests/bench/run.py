@@ -15,8 +15,10 @@ and reports medians with their spread (min-max over the rounds):
               each stage's own IOLoop (the C++ helper tests/bench/timers.cc)
   deploy      hello through nginx + N stage3 instances against --processes N and one process
   tls         stages 1-3 over HTTPS, nginx with the same certificate as a peer: wrk
-              keep-alive and one handshake per request, a download with curl, and the
-              latency of a new client while K others stall their handshakes
+              keep-alive, full handshakes (openssl s_time -new) and resumed ones (wrk,
+              one connection per request), a download and an upload with curl, the memory
+              per idle TLS connection, and the latency of a new client while K others
+              stall their handshakes
 
     python3 tests/bench/run.py [--quick] [--build-dir build/release] [--out build/bench]
 
