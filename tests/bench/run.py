@@ -2202,7 +2202,7 @@ def compute_targets(bench):
                 add(f"tls: {short} / nginx RSS per idle TLS connection",
                     idle[short] / idle["nginx (1 worker)"], "info", None,
                     f"{short} {fmt_num(idle[short])} bytes, nginx "
-                    f"{fmt_num(idle['nginx (1 worker)'])} bytes; lower is better")
+                    f"{fmt_num(idle['nginx (1 worker)'])} bytes")
     stalls = {(x["stage"], x["level"]): x["median_ms"]
               for x in res.get("tls", {}).get("stalls", []) if "median_ms" in x}
     for level in res.get("tls", {}).get("stall_levels", []):
