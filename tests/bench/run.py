@@ -15,8 +15,10 @@ and reports medians with their spread (min-max over the rounds):
               each stage's own IOLoop (the C++ helper tests/bench/timers.cc)
   deploy      hello through nginx + N stage3 instances against --processes N and one process
   tls         stages 1-3 over HTTPS, nginx with the same certificate as a peer: wrk
-              keep-alive and one handshake per request, a download with curl, and the
-              latency of a new client while K others stall their handshakes
+              keep-alive, full handshakes (openssl s_time -new) and resumed ones (wrk,
+              one connection per request), a download and an upload with curl, the memory
+              per idle TLS connection, and the latency of a new client while K others
+              stall their handshakes
 
     python3 tests/bench/run.py [--quick] [--build-dir build/release] [--out build/bench]
 
@@ -82,6 +84,7 @@ MODES = {
         "timer_budget": 2.0,
         "tls_seconds": 1,
         "tls_download": 4 * MIB,
+        "tls_idle_connections": 200,
         "tls_stall_levels": [0, 1, 5],
         "tls_stall_samples": 2,
     },
@@ -99,6 +102,7 @@ MODES = {
         "timer_budget": 15.0,
         "tls_seconds": 3,
         "tls_download": 64 * MIB,
+        "tls_idle_connections": 1000,
         "tls_stall_levels": [0, 1, 5, 20],
         "tls_stall_samples": 3,
     },
@@ -1578,11 +1582,113 @@ def tls_download(bench, port, ca, size, hard_limit, verify=False):
     return float(seconds)
 
 
+def tls_upload(bench, port, ca, size, body_file, hard_limit):
+    """POST /request with SIZE bytes over TLS with curl --cacert (the body read from
+    `body_file`, the /bytes pattern, into curl's memory before it connects): curl's own
+    time_total. The answer is verified as the transfer client does: status 200 and a
+    body_length of SIZE in the JSON answer."""
+    url = f"https://127.0.0.1:{port}/request"
+    command = ["curl", "-sS", "--cacert", ca, "--max-time", f"{hard_limit:g}",
+               "-H", "Content-Type: application/octet-stream", "-H", "Expect:",
+               "--data-binary", "@" + body_file,
+               "-w", "\\n%{http_code} %{size_upload} %{time_total}", url]
+    if "upload" not in bench.tls_download_recorded:
+        bench.record_command(command)
+        bench.tls_download_recorded.add("upload")
+    done = subprocess.run(command, capture_output=True, timeout=hard_limit + 10)
+    if done.returncode != 0:
+        raise RuntimeError(f"curl exited {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
+    answer, _, tail = done.stdout.decode(errors="replace").rpartition("\n")
+    code, sent, seconds = tail.split()
+    found = re.search(r'"body_length":\s*(-?\d+)', answer)
+    if code != "200" or int(sent) != size or not found or int(found.group(1)) != size:
+        raise RuntimeError(f"answered {code} after {sent} of {size} bytes: {answer[:120]!r}")
+    return float(seconds)
+
+
+def tls_full_handshakes(bench, server, ca, seconds):
+    """New TLS connections without session resumption for `seconds`, with
+    `openssl s_time -new -www /`: each connection runs a full handshake (certificate and
+    signature), sends one `GET / HTTP/1.0` and reads the answer to the close. Returns the
+    connections per second and the server's CPU time per connection.
+
+    s_time's "N connections in T real seconds" counts T in whole seconds (a 1 s run prints
+    1 or 2), so the rate divides N by the wall time of the s_time process measured here;
+    its "bytes read per connection" must be above zero (every connection got an answer)."""
+    command = ["openssl", "s_time", "-connect", f"127.0.0.1:{server.port}", "-new",
+               "-www", "/", "-time", str(seconds), "-CAfile", ca]
+    if not bench.tls_s_time_recorded:
+        bench.record_command(command[:3] + ["127.0.0.1:PORT"] + command[4:])
+        bench.tls_s_time_recorded = True
+    pids = server.pids()
+    cpu_before = cpu_times(pids)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    wall = time.perf_counter() - start
+    cpu_after = cpu_times(pids)
+    found = re.search(r"(\d+) connections in (\d+) real seconds, (\d+) bytes read per "
+                      r"connection", done.stdout)
+    if done.returncode != 0 or not found:
+        raise RuntimeError(f"openssl s_time exited {done.returncode}: "
+                           f"{(done.stderr or done.stdout).strip()[-200:]}")
+    count, per_connection = int(found.group(1)), int(found.group(3))
+    if count == 0 or per_connection == 0:
+        raise RuntimeError(f"{count} connections, {per_connection} bytes read per connection")
+    cpu = sum(cpu_after) - sum(cpu_before)
+    return {"connections": count, "real_seconds": int(found.group(2)), "wall_s": wall,
+            "bytes_per_connection": per_connection, "rps": count / wall,
+            "server_cpu_us_per_request": cpu / count * 1e6}
+
+
+def open_idle_tls(port, context, count, sockets):
+    """Opens TLS connections that complete their handshake and then send nothing, until
+    `sockets` holds `count` (each closed with a reset, as open_idle's)."""
+    while len(sockets) < count:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        raw.settimeout(10)
+        try:
+            raw.connect(("127.0.0.1", port))
+            sock = context.wrap_socket(raw, server_hostname="localhost")
+        except BaseException:
+            raw.close()
+            raise
+        sockets.append(sock)
+
+
+def tls_idle_memory(bench, label, server, context, count):
+    """The server's RSS (/proc, as the idle workload measures it) before and after `count`
+    idle TLS connections: bytes per connection. For nginx the fds counted are its worker's
+    (the master only holds the listening socket)."""
+    pids = server.pids()
+    pid = pids[-1] if label.startswith("nginx") else server.proc.pid
+    time.sleep(0.5)  # The warm-up connection's close reaches the server first.
+    before = rss_kib(server.pids())
+    base_fds = open_fds(pid)
+    idle = []
+    try:
+        open_idle_tls(server.port, context, count, idle)
+        held = wait_for_fds(pid, base_fds + count) - base_fds
+        time.sleep(0.5)  # The server's side of the last handshakes (its tickets) settles.
+        after = rss_kib(server.pids())
+        if held < count:
+            raise RuntimeError(f"server holds {held} of {count} connections")
+        return {"connections": count, "rss_kib_before": before, "rss_kib_after": after,
+                "rss_bytes_per_connection": (after - before) * 1024 / count}
+    finally:
+        server.stop()  # First, as in the idle workload: no "Read error" per closed socket.
+        for s in idle:
+            s.close()
+
+
 def workload_tls(bench):
     """Stages 1-3 over HTTPS (default backend), nginx with the same certificate beside them:
-    wrk keep-alive hello, wrk with `Connection: close` (one new connection and handshake per
-    request), downloads with curl, and the stage1 lesson: a new client's latency while K
-    clients stall their handshakes (connected, nothing sent)."""
+    wrk keep-alive hello, wrk with `Connection: close` (one new connection per request, its
+    handshake resumed from the server's ticket), full handshakes with `openssl s_time -new`,
+    a download and an upload with curl, the memory per idle TLS connection, and the stage1
+    lesson: a new client's latency while K clients stall their handshakes (connected,
+    nothing sent)."""
     import ssl  # Only this workload needs it.
 
     cfg = bench.cfg
@@ -1608,8 +1714,10 @@ def workload_tls(bench):
     if not wrk:
         bench.notice("wrk not installed: the tls workload's wrk runs are skipped")
     if not curl:
-        bench.notice("curl not installed: the tls workload's downloads are skipped")
+        bench.notice("curl not installed: the tls workload's downloads and uploads are "
+                     "skipped")
     bench.tls_download_recorded = set()
+    bench.tls_s_time_recorded = False
 
     targets = [(short, lambda s=short: bench.start_stage(s, tls_args)) for short in stages]
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
@@ -1621,8 +1729,19 @@ def workload_tls(bench):
     budget = cfg["transfer_budget"]
     hard_limit = max(10.0, budget * HARD_LIMIT_FACTOR)
     rounds = cfg["rounds"]
-    runs, downloads = [], []
-    slow = {}  # stage -> why its download is not repeated in later rounds
+    runs, downloads, uploads, idles = [], [], [], []
+    slow = {}  # (stage, direction) -> why its transfer is not repeated in later rounds
+    body_file = os.path.join(bench.out, "tls-upload.bin")
+    if curl:
+        # The upload's body, the /bytes pattern, written once: curl reads it into memory.
+        alphabet = b"abcdefghijklmnopqrstuvwxyz"
+        with open(body_file, "wb") as f:
+            f.write((alphabet * (size // len(alphabet) + 1))[:size])
+    idle_count = cfg["tls_idle_connections"]
+    fd_limit = raise_fd_limit()
+    if fd_limit < idle_count + 100:
+        bench.notice(f"open-file limit {fd_limit}: the tls idle connections are cut to fit")
+        idle_count = max(0, fd_limit - 100)
 
     for r in range(1, rounds + 1):
         for label, start in targets:
@@ -1646,37 +1765,61 @@ def workload_tls(bench):
                             record["error"] = (record.get("error") or
                                                f"wrk reported errors {record['errors']}")
                         runs.append(record)
-                        log(f"    {kind}: FAILED: {record['error']}" if "error" in record else
-                            f"    {kind}: {fmt_num(record['rps'])} req/s, p99 "
+                        what = "resumed handshake" if kind == "handshake" else kind
+                        log(f"    {what}: FAILED: {record['error']}" if "error" in record else
+                            f"    {what}: {fmt_num(record['rps'])} req/s, p99 "
                             f"{fmt_num(record.get('p99_ms'))} ms, server "
                             f"{fmt_num(record.get('server_cpu_us_per_request'))} µs CPU/req, "
                             f"wrk {fmt_num(record['wrk_cpu_share'])} cores")
-                if curl and label in stages:
-                    record = {"stage": label, "size": size, "round": r}
+                record = {"target": label, "kind": "full handshake", "round": r}
+                try:
+                    record.update(tls_full_handshakes(bench, server, ca, cfg["tls_seconds"]))
+                    tls_get(server.port, context)  # Still right after the run.
+                    if not server.alive():
+                        record["error"] = "server died during the run"
+                except Exception as error:
+                    record["error"] = f"{type(error).__name__}: {error}"
+                runs.append(record)
+                log(f"    full handshake: FAILED: {record['error']}" if "error" in record else
+                    f"    full handshake: {fmt_num(record['rps'])} connections/s (s_time "
+                    f"{record['connections']} in {fmt_num(record['wall_s'])} s), server "
+                    f"{fmt_num(record['server_cpu_us_per_request'])} µs CPU/connection")
+                for direction, into in (("download", downloads), ("upload", uploads)):
+                    if not curl or label not in stages:
+                        break
+                    record = {"stage": label, "direction": direction, "size": size, "round": r}
                     try:
-                        if label in slow:
-                            record["skipped"] = slow[label]
+                        if (label, direction) in slow:
+                            record["skipped"] = slow[(label, direction)]
                         else:
-                            # One verified, unrecorded download first: the pattern is checked
-                            # and the server's heap has grown to the size before the clock.
+                            # One unrecorded transfer first (a download's pattern verified):
+                            # the server's heap has grown to the size before the clock.
+                            if direction == "download":
+                                def once(verify=False):
+                                    return tls_download(bench, server.port, ca, size,
+                                                        hard_limit, verify=verify)
+                            else:
+                                def once(verify=False):
+                                    return tls_upload(bench, server.port, ca, size, body_file,
+                                                      hard_limit)
                             began = time.monotonic()
-                            tls_download(bench, server.port, ca, size, hard_limit, verify=True)
+                            once(verify=True)
                             predicted = time.monotonic() - began
                             repeats = cfg["transfer_repeats"] if (
                                 predicted * cfg["transfer_repeats"] <= budget) else 1
-                            samples = [tls_download(bench, server.port, ca, size, hard_limit)
-                                       for _ in range(repeats)]
+                            samples = [once() for _ in range(repeats)]
                             seconds = median(samples)
                             record.update(seconds=seconds, gb_per_s=size / seconds / 1e9,
                                           samples=samples)
                             if seconds > budget:
-                                slow[label] = f"over budget ({fmt_num(seconds, 2)} s > " \
-                                              f"{budget:g} s in round {r})"
+                                slow[(label, direction)] = (
+                                    f"over budget ({fmt_num(seconds, 2)} s > {budget:g} s in "
+                                    f"round {r})")
                     except Exception as error:
                         record["error"] = f"{type(error).__name__}: {error}"
-                        slow[label] = "failed in an earlier round"
-                    downloads.append(record)
-                    log(f"    download {size_label(size)}: " + (
+                        slow[(label, direction)] = "failed in an earlier round"
+                    into.append(record)
+                    log(f"    {direction} {size_label(size)}: " + (
                         f"{fmt_num(record['seconds'])} s, {fmt_num(record['gb_per_s'])} GB/s"
                         if "seconds" in record else record.get("skipped") or
                         f"FAILED: {record['error']}"))
@@ -1687,6 +1830,30 @@ def workload_tls(bench):
             finally:
                 if server:
                     server.stop()
+
+    # Memory per idle TLS connection: a fresh server each round (the runs above grew the
+    # heaps), K connections that finish their handshake and then send nothing.
+    for r in range(1, rounds + 1):
+        for label, start in targets:
+            if not idle_count:
+                break
+            log(f"[tls] {label}: RSS with {idle_count} idle TLS connections, "
+                f"round {r}/{rounds} ...")
+            record = {"target": label, "round": r}
+            server = None
+            try:
+                server = start()
+                tls_get(server.port, context)
+                record.update(tls_idle_memory(bench, label, server, context, idle_count))
+                log(f"    {fmt_num(record['rss_bytes_per_connection'])} bytes per connection "
+                    f"(RSS {record['rss_kib_before']} -> {record['rss_kib_after']} KiB)")
+            except Exception as error:
+                record["error"] = f"{type(error).__name__}: {error}"
+                log(f"    FAILED: {record['error']}")
+            finally:
+                if server:
+                    server.stop()
+            idles.append(record)
 
     # The lesson, once per stage (its samples give the spread): stage1 completes each
     # handshake inside its accept handler, so K stalled clients ahead of a new one cost it
@@ -1732,7 +1899,7 @@ def workload_tls(bench):
     summary = []
     for label, _ in targets:
         row = {"target": label}
-        for kind in ("keep-alive", "handshake"):
+        for kind in ("keep-alive", "handshake", "full handshake"):
             ok = [x for x in runs if x["target"] == label and x["kind"] == kind
                   and "error" not in x]
             row[kind] = {
@@ -1741,23 +1908,37 @@ def workload_tls(bench):
                 "server_cpu_us_per_request": spread(
                     [x["server_cpu_us_per_request"] for x in ok
                      if "server_cpu_us_per_request" in x]),
-                "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok]),
+                "wrk_cpu_share": spread([x["wrk_cpu_share"] for x in ok
+                                         if "wrk_cpu_share" in x]),
             }
         row["failures"] = [f"{x['kind']}: {x['error']}" for x in runs
                            if x["target"] == label and "error" in x]
-        mine = [x for x in downloads if x["stage"] == label]
+        for direction, records in (("download", downloads), ("upload", uploads)):
+            mine = [x for x in records if x["stage"] == label]
+            if mine:
+                row[direction] = {
+                    "size": size,
+                    "seconds": spread([x["seconds"] for x in mine if "seconds" in x]),
+                    "gb_per_s": spread([x["gb_per_s"] for x in mine if "gb_per_s" in x]),
+                    "skipped": next((x["skipped"] for x in mine if "skipped" in x), None),
+                    "failures": [x["error"] for x in mine if "error" in x],
+                }
+        mine = [x for x in idles if x["target"] == label]
         if mine:
-            row["download"] = {
-                "size": size,
-                "seconds": spread([x["seconds"] for x in mine if "seconds" in x]),
-                "gb_per_s": spread([x["gb_per_s"] for x in mine if "gb_per_s" in x]),
-                "skipped": next((x["skipped"] for x in mine if "skipped" in x), None),
+            row["idle"] = {
+                "connections": idle_count,
+                "rss_bytes_per_connection": spread([x["rss_bytes_per_connection"] for x in mine
+                                                    if "rss_bytes_per_connection" in x]),
                 "failures": [x["error"] for x in mine if "error" in x],
             }
         summary.append(row)
     bench.results["tls"] = {
-        "runs": runs, "downloads": downloads, "stalls": stalls, "summary": summary,
-        "download_size": size, "stall_levels": levels, "stall_samples": samples_per,
+        "runs": runs, "downloads": downloads, "uploads": uploads, "idle": idles,
+        "stalls": stalls, "summary": summary, "download_size": size,
+        "idle_connections": idle_count, "stall_levels": levels, "stall_samples": samples_per,
+        "full_handshake_client": "openssl s_time -new -www /: a new connection per request "
+                                 "and a full handshake (no session is offered), its rate the "
+                                 "connections counted over the s_time process's wall time",
         "handshake_client": "wrk -H 'Connection: close': one new connection and TLS "
                             "handshake per request; wrk keeps the session the server's TLS 1.3 "
                             "ticket gave it, so each handshake resumes it (no certificate, a "
@@ -1775,34 +1956,62 @@ def tls_sections(bench):
     rows = []
     for x in res["summary"]:
         ka, hs = x["keep-alive"], x["handshake"]
-        if not ka["rps"] and not hs["rps"]:
+        full = x.get("full handshake") or {"rps": None, "server_cpu_us_per_request": None}
+        if not ka["rps"] and not hs["rps"] and not full["rps"]:
             rows.append([x["target"], "FAILED: " + (x["failures"] or ["no data"])[0][:80],
-                         "", "", "", "", "", ""])
+                         "", "", "", "", "", "", "", ""])
             continue
         rows.append([x["target"], fmt_spread(ka["rps"], rounds=r), fmt_spread(ka["p99_ms"]),
                      fmt_spread(ka["server_cpu_us_per_request"]),
+                     fmt_spread(full["rps"], rounds=r),
+                     fmt_spread(full["server_cpu_us_per_request"]),
                      fmt_spread(hs["rps"], rounds=r), fmt_spread(hs["server_cpu_us_per_request"]),
                      f"{fmt_num(median_of(ka['wrk_cpu_share']), 2)} / "
                      f"{fmt_num(median_of(hs['wrk_cpu_share']), 2)}",
                      f"{len(x['failures'])} failed" if x["failures"] else "ok"])
-    out.append(("TLS: hello over HTTPS (wrk keep-alive; and with `Connection: close`, one new "
-                "connection and handshake per request, resumed from the server's TLS 1.3 "
-                "ticket)",
+    out.append(("TLS: hello over HTTPS (wrk keep-alive; full handshakes: `openssl s_time -new "
+                "-www /`, a new connection, full handshake and GET / each, no session "
+                "resumed; resumed handshakes: wrk with `Connection: close`, a new connection "
+                "per request whose handshake resumes the server's TLS 1.3 ticket)",
                 md_table(["server", "keep-alive req/s", "p99 ms", "server CPU µs/request",
-                          "handshakes/s", "server CPU µs/handshake",
-                          "wrk CPU (cores) keep-alive / handshakes", "rounds"], rows)))
+                          "full handshakes/s", "server CPU µs/full handshake",
+                          "resumed handshakes/s", "server CPU µs/resumed handshake",
+                          "wrk CPU (cores) keep-alive / resumed", "rounds"], rows)))
     rows = []
     for x in res["summary"]:
-        d = x.get("download")
+        if not x.get("download") and not x.get("upload"):
+            continue
+        row = [x["target"]]
+        for direction in ("download", "upload"):
+            d = x.get(direction)
+            row.append("-" if not d else fmt_spread(d["seconds"], rounds=r) + " s · "
+                       f"{fmt_num(d['gb_per_s']['median'])} GB/s" if d["seconds"]
+                       else cell_failed(d))
+        rows.append(row)
+    if rows:
+        out.append((f"TLS: download and upload of {size_label(res['download_size'])} (curl "
+                    "--cacert over HTTPS: GET /bytes/N, and POST /request answered with its "
+                    "body_length; seconds, median (min–max), and GB/s; the course's target is "
+                    "0.5 GB/s each way)",
+                    md_table(["stage", "download", "upload"], rows)))
+    rows = []
+    nginx_idle = next((median_of(x["idle"]["rss_bytes_per_connection"])
+                       for x in res["summary"] if x["target"].startswith("nginx")
+                       and x.get("idle")), None)
+    for x in res["summary"]:
+        d = x.get("idle")
         if not d:
             continue
-        rows.append([x["target"], fmt_spread(d["seconds"], rounds=r) + " s · "
-                     f"{fmt_num(d['gb_per_s']['median'])} GB/s" if d["seconds"]
-                     else cell_failed(d)])
+        mine = median_of(d["rss_bytes_per_connection"])
+        rows.append([x["target"], fmt_spread(d["rss_bytes_per_connection"], rounds=r)
+                     if mine is not None else "FAILED: " + (d["failures"] or ["no data"])[0][:80],
+                     fmt_num(mine / nginx_idle, 2) if mine is not None and nginx_idle else "-"])
     if rows:
-        out.append((f"TLS: download of {size_label(res['download_size'])} (curl --cacert, "
-                    "GET /bytes/N over HTTPS; seconds, median (min–max), and GB/s)",
-                    md_table(["stage", "download"], rows)))
+        out.append((f"TLS: memory per idle connection ({res.get('idle_connections')} "
+                    "connections that finish their TLS handshake and send nothing; the "
+                    "server's RSS growth, /proc VmRSS, over the count; bytes, median (min–max))",
+                    md_table(["server", "RSS bytes per idle TLS connection", "/ nginx"],
+                             rows)))
     stages = []
     for x in res["stalls"]:
         if x["stage"] not in stages:
@@ -1965,22 +2174,35 @@ def compute_targets(bench):
     # TLS: stage3 against nginx with the same certificate, and the stage1 lesson.
     tls = {x["target"]: x for x in res.get("tls", {}).get("summary", [])}
     if "stage3" in tls and "nginx (1 worker)" in tls:
-        for kind, name in (("keep-alive", "keep-alive throughput"),
-                           ("handshake", "handshakes per second")):
-            mine = median_of(tls["stage3"][kind]["rps"])
-            theirs = median_of(tls["nginx (1 worker)"][kind]["rps"])
-            add(f"tls: stage3 / nginx {name}", mine / theirs if mine and theirs else None,
-                "info", None)
+        for kind, name, goal in (("keep-alive", "keep-alive throughput", 0.8),
+                                 ("full handshake", "full handshakes per second", 0.9),
+                                 ("handshake", "resumed handshakes per second", None)):
+            mine = median_of((tls["stage3"].get(kind) or {}).get("rps"))
+            theirs = median_of((tls["nginx (1 worker)"].get(kind) or {}).get("rps"))
+            value = mine / theirs if mine and theirs else None
+            add(f"tls: stage3 / nginx {name}", value, f">= {goal:g}" if goal else "info",
+                value is not None and value >= goal if goal else None)
         mine = median_of(tls["stage3"]["keep-alive"]["server_cpu_us_per_request"])
         theirs = median_of(tls["nginx (1 worker)"]["keep-alive"]["server_cpu_us_per_request"])
         if mine and theirs:
             add("tls: stage3 / nginx server CPU time per keep-alive request", mine / theirs,
                 "info", None, "lower is better")
-    download = (tls.get("stage3") or {}).get("download")
-    if download:
-        add(f"tls: stage3 {size_label(download['size'])} download GB/s",
-            median_of(download["gb_per_s"]), "info", None,
-            "" if download["gb_per_s"] else cell_failed(download))
+    for direction in ("download", "upload"):
+        moved = (tls.get("stage3") or {}).get(direction)
+        if moved:
+            value = median_of(moved["gb_per_s"])
+            add(f"tls: stage3 {size_label(moved['size'])} {direction} GB/s", value, ">= 0.5",
+                value is not None and value >= 0.5,
+                "" if moved["gb_per_s"] else cell_failed(moved))
+    idle = {label: median_of(x["idle"]["rss_bytes_per_connection"])
+            for label, x in tls.items() if x.get("idle")}
+    if idle.get("nginx (1 worker)"):
+        for short in ("stage1", "stage2", "stage3"):
+            if idle.get(short) is not None:
+                add(f"tls: {short} / nginx RSS per idle TLS connection",
+                    idle[short] / idle["nginx (1 worker)"], "info", None,
+                    f"{short} {fmt_num(idle[short])} bytes, nginx "
+                    f"{fmt_num(idle['nginx (1 worker)'])} bytes")
     stalls = {(x["stage"], x["level"]): x["median_ms"]
               for x in res.get("tls", {}).get("stalls", []) if "median_ms" in x}
     for level in res.get("tls", {}).get("stall_levels", []):
@@ -2021,11 +2243,19 @@ READING_NOTES = [
     "delayed ACK: without it every burst of 10 or more takes the ~40 ms of the delayed-ACK "
     "timer, whatever the stage.",
     "tls: stages 1-3 with --certfile/--keyfile (stage3 on its default backend) and nginx with "
-    "the same certificate, made at run time by tests/tls/make_certs.sh. 'handshakes/s' is wrk "
+    "the same certificate, made at run time by tests/tls/make_certs.sh. 'full handshakes/s' "
+    "is `openssl s_time -new -www /`: one client process opening a new connection per GET / "
+    "and offering no session, so every handshake is a full one (certificate, signature, key "
+    "exchange); s_time prints its time in whole seconds, so the rate is its count of "
+    "connections over the wall time of the s_time process. 'resumed handshakes/s' is wrk "
     "with `Connection: close`: every request opens a TCP connection and runs a TLS handshake, "
     "but wrk keeps the session of the ticket each server sends after a TLS 1.3 handshake, so "
     "these handshakes resume it (a fresh key exchange, no certificate or signature): cheaper "
-    "than a first visit's full handshake, the same for every server. The stalled-handshake "
+    "than a first visit's full handshake, the same for every server. Uploads POST the "
+    "/bytes pattern from a file curl reads into memory first; the answer's body_length is "
+    "checked. Memory per idle TLS connection: a fresh server, its RSS before and after K "
+    "connections (Python's ssl) that finish the handshake and send nothing; for nginx the "
+    "master's and the one worker's RSS together (only the worker grows). The stalled-handshake "
     "table and plot time a new client with a full handshake (Python's ssl module, which "
     "acknowledges at once: see tls_get in run.py) from connect to answer.",
     "timers: CPU seconds of the one-threaded helper, so that other load on the machine does "
@@ -2177,8 +2407,12 @@ TARGET_MEANINGS = [
      "quadratically"),
     ("tls: stage3 / nginx keep-alive", "stage3's requests/s over HTTPS keep-alive as a share "
      "of nginx's with one worker and the same certificate"),
-    ("tls: stage3 / nginx handshakes", "stage3's new TLS connections (each a resumed "
-     "handshake) per second as a share of nginx's"),
+    ("tls: stage3 / nginx full handshakes", "stage3's new TLS connections with a full "
+     "handshake (openssl s_time -new, no session resumed) per second as a share of nginx's"),
+    ("tls: stage3 / nginx resumed handshakes", "stage3's new TLS connections (each a resumed "
+     "handshake, wrk with Connection: close) per second as a share of nginx's"),
+    ("RSS per idle TLS connection", "the server's memory per idle TLS connection as a "
+     "multiple of nginx's (lower is better)"),
     ("stalled handshakes", "how many times stage3's latency a new client waits on that stage "
      "while clients ahead of it stall their handshakes"),
     ("sorted list /", "how many times the heap's CPU time the sorted list needs for the same "
