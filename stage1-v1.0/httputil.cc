@@ -59,6 +59,11 @@ HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
   return headers;
 }
 
+void HTTPHeaders::update(const Map& other) {
+  for (const auto& [name, value] : other)
+    set(name, value);
+}
+
 std::string HTTPHeaders::normalize_name(const std::string& name) {
   std::string normalized = name;
   bool word_start = true;

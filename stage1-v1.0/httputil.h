@@ -39,6 +39,10 @@ class HTTPHeaders {
   std::vector<std::pair<std::string, std::string>> get_all() const;
   /// The headers, by normalised name, repeated values joined with ",".
   const Map& items() const { return headers_; }
+  /// Sets each name of `other` to its value as set() does, replacing the values it had.
+  /// Python's dict.update would have skipped __setitem__ and with it the normalisation.
+  /// \tornado{tornado/httputil.py,HTTPHeaders.update}
+  void update(const Map& other);
 
   /// Adds one "Name: value" line; whitespace around the value is dropped. Throws
   /// std::invalid_argument on a line that is not a valid header: no colon, an empty or

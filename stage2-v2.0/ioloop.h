@@ -177,12 +177,23 @@ class IOLoop {
   /// time_func of its own (stage3).
   static void set_time_func(std::function<double()> clock);
 
-  /// Logs a warning whenever one iteration's handlers and callbacks run longer than
-  /// `seconds` without returning to poll(); 0 turns the watchdog off. Uses SIGALRM and
-  /// ITIMER_REAL, so one loop per process. 1.0 logged the Python stack of the blocking code;
-  /// C++ has no portable equivalent, so the warning names only the threshold.
+  /// A SIGALRM handler, as Python's signal handlers were (the frame argument has no C++
+  /// counterpart).
+  using SignalAction = void (*)(int);
+  /// Raises SIGALRM whenever one iteration's handlers and callbacks run longer than `seconds`
+  /// without returning to poll(), and installs `action` for it; a null action is SIG_DFL,
+  /// which ends the process (2.0's None). 0 turns the watchdog off (2.0's None for seconds).
+  /// Uses ITIMER_REAL, so one loop per process. New in 2.0.
+  /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_signal_threshold}
+  void set_blocking_signal_threshold(double seconds, SignalAction action);
+  /// `set_blocking_signal_threshold(seconds, log_stack)`: a warning whenever the loop blocks.
   /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
   void set_blocking_log_threshold(double seconds);
+  /// The SIGALRM handler set_blocking_log_threshold() installs: writes a warning to stderr.
+  /// 2.0 logged the Python stack of the blocked frame with the threshold; a C++ signal handler
+  /// has neither a portable stack walk nor the loop, so the line is fixed.
+  /// \tornado{tornado/ioloop.py,IOLoop.log_stack}
+  static void log_stack(int signal);
 
   /// Called when a callback throws, with the exception; logs it. Subclasses may override it
   /// to report errors elsewhere.
@@ -203,16 +214,16 @@ class IOLoop {
   std::unique_ptr<Poller> impl_;                   ///< The poller (Python's `_impl`).
   std::unordered_map<int, Handler> handlers_;      ///< The handler of each registered fd.
   std::unordered_map<int, std::uint32_t> events_;  ///< Ready events still to dispatch.
-  std::vector<Callback> callbacks_;  ///< Callbacks for the next iteration, in order.
-  std::mutex callbacks_mutex_;       ///< Course deviation: guards each use of callbacks_.
+  std::vector<Callback> callbacks_;                ///< Callbacks for the next iteration, in order.
+  std::mutex callbacks_mutex_;  ///< Course deviation: guards each use of callbacks_.
   /// A min-heap on (deadline, seq), maintained as heapq did with push_heap and pop_heap.
   std::vector<TimeoutHandle> timeouts_;
   std::uint64_t next_timeout_seq_ = 0;  ///< Orders equal deadlines by insertion.
   bool running_ = false;                ///< True while start() runs.
   bool stopped_ = false;  ///< stop() was called while not running: the next start() returns.
-  double blocking_log_threshold_ = 0;  ///< The watchdog's limit in seconds; 0: off.
-  int waker_reader_ = -1;              ///< The waker pipe's read end, registered with the poller.
-  int waker_writer_ = -1;              ///< The waker pipe's write end, written by wake_().
+  double blocking_signal_threshold_ = 0;  ///< The watchdog's limit in seconds; 0: off.
+  int waker_reader_ = -1;  ///< The waker pipe's read end, registered with the poller.
+  int waker_writer_ = -1;  ///< The waker pipe's write end, written by wake_().
 };
 
 /// Calls a function every `callback_time` milliseconds, from the loop.

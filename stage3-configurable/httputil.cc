@@ -118,6 +118,11 @@ HTTPHeaders HTTPHeaders::parse(const std::string& headers_string) {
   return headers;
 }
 
+void HTTPHeaders::update(const Map& other) {
+  for (const auto& [name, value] : other)
+    set(name, value);
+}
+
 std::string HTTPHeaders::normalize_name(std::string_view name) {
   std::string normalized(name);
   bool word_start = true;
@@ -136,6 +141,14 @@ bool HTTPHeaders::is_normalized(std::string_view name) {
     word_start = c == '-';
   }
   return true;
+}
+
+std::string url_concat(std::string url,
+                       const std::vector<std::pair<std::string, std::string>>& args) {
+  if (args.empty()) return url;
+  if (url.empty() || (url.back() != '?' && url.back() != '&'))
+    url += url.find('?') != std::string::npos ? '&' : '?';
+  return url + urlencode(args);
 }
 
 void parse_multipart_form_data(std::string boundary, const std::string& data,

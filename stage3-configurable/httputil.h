@@ -41,6 +41,10 @@ class HTTPHeaders {
   std::vector<std::pair<std::string, std::string>> get_all() const;
   /// The headers, by normalised name, repeated values joined with ",".
   const Map& items() const { return headers_; }
+  /// Sets each name of `other` to its value as set() does, replacing the values it had.
+  /// Python's dict.update would have skipped __setitem__ and with it the normalisation.
+  /// \tornado{tornado/httputil.py,HTTPHeaders.update}
+  void update(const Map& other);
 
   /// Adds one "Name: value" line; whitespace around the value is dropped. Throws
   /// std::invalid_argument on a line that is not a valid header: no colon, an empty or
@@ -77,6 +81,13 @@ struct HTTPFile {
   std::string content_type;  ///< The part's Content-Type ("application/unknown" if absent).
   std::string body;          ///< The file's bytes.
 };
+
+/// `url` with `args` appended as a query string, after '?' or '&' as `url` needs:
+/// ("http://example.com/foo?a=b", {{"c", "d"}}) gives "http://example.com/foo?a=b&c=d". No
+/// args: `url` unchanged. New in 2.0. (An empty `url`, an IndexError in Python, gets '?'.)
+/// \tornado{tornado/httputil.py,url_concat}
+std::string url_concat(std::string url,
+                       const std::vector<std::pair<std::string, std::string>>& args);
 
 /// Parses a multipart/form-data body into `arguments` (plain fields) and `files` (fields with
 /// a filename). Malformed parts are skipped with a warning. Moved here from HTTPConnection

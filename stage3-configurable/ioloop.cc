@@ -29,15 +29,6 @@ void set_alarm(double seconds) {
   ::setitimer(ITIMER_REAL, &timer, nullptr);
 }
 
-// Runs in signal context: only async-signal-safe calls, so a fixed message and write(2).
-void handle_alarm(int) {
-  int saved_errno = errno;
-  static const char kMessage[] =
-      "[W ioloop] IOLoop blocked longer than the blocking log threshold\n";
-  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
-  errno = saved_errno;
-}
-
 // The heap's order, reversed because std::push_heap keeps the *largest* element on top.
 bool timeout_after(const IOLoop::TimeoutHandle& a, const IOLoop::TimeoutHandle& b) {
   if (a->deadline != b->deadline) return a->deadline > b->deadline;
@@ -143,6 +134,19 @@ void IOLoop::run_callback_(const Callback& callback) {
   } catch (...) {
     handle_callback_exception(std::current_exception());
   }
+}
+
+void IOLoop::set_blocking_log_threshold(double seconds) {
+  set_blocking_signal_threshold(seconds, log_stack);
+}
+
+void IOLoop::log_stack(int) {
+  // Signal context: only async-signal-safe calls, so a fixed message and write(2).
+  int saved_errno = errno;
+  static const char kMessage[] =
+      "[W ioloop] IOLoop blocked longer than the blocking signal threshold\n";
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage, sizeof kMessage - 1);
+  errno = saved_errno;
 }
 
 void IOLoop::handle_callback_exception(std::exception_ptr error) {
@@ -276,7 +280,7 @@ void PollIOLoop::start() {
     if (!running_) break;
 
     // The watchdog measures handlers and callbacks, never the wait in poll().
-    if (blocking_log_threshold_ > 0) set_alarm(0);
+    if (blocking_signal_threshold_ > 0) set_alarm(0);
 
     Poller::EventPairs event_pairs;
     try {
@@ -287,7 +291,7 @@ void PollIOLoop::start() {
       throw;
     }
 
-    if (blocking_log_threshold_ > 0) set_alarm(blocking_log_threshold_);
+    if (blocking_signal_threshold_ > 0) set_alarm(blocking_signal_threshold_);
 
     // Dispatch one fd at a time from a map that handlers may change: a handler that removes
     // another fd's handler also removes that fd's pending event from this pass.
@@ -322,7 +326,7 @@ void PollIOLoop::start() {
   }
   // Reset the flag so that another stop()/start() pair can be issued.
   stopped_ = false;
-  if (blocking_log_threshold_ > 0) set_alarm(0);
+  if (blocking_signal_threshold_ > 0) set_alarm(0);
   current_loop = old_current;
 }
 
@@ -368,14 +372,14 @@ void PollIOLoop::add_callback_from_signal(Callback callback) {
   add_callback(std::move(callback));
 }
 
-void PollIOLoop::set_blocking_log_threshold(double seconds) {
-  blocking_log_threshold_ = seconds;
+void PollIOLoop::set_blocking_signal_threshold(double seconds, SignalAction action) {
+  blocking_signal_threshold_ = seconds;
   if (seconds > 0) {
-    struct sigaction action {};
-    action.sa_handler = handle_alarm;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    ::sigaction(SIGALRM, &action, nullptr);
+    struct sigaction handler {};
+    handler.sa_handler = action ? action : SIG_DFL;
+    sigemptyset(&handler.sa_mask);
+    handler.sa_flags = SA_RESTART;
+    ::sigaction(SIGALRM, &handler, nullptr);
   } else {
     set_alarm(0);
   }

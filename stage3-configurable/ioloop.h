@@ -226,12 +226,23 @@ class IOLoop : public Configurable<IOLoop, IOLoopOptions> {
     });
   }
 
-  /// Logs a warning whenever one iteration's handlers and callbacks run longer than
-  /// `seconds` without returning to poll(); 0 turns the watchdog off. Uses SIGALRM and
-  /// ITIMER_REAL, so one loop per process. 3.0 logged the Python stack of the blocking code;
-  /// C++ has no portable equivalent, so the warning names only the threshold.
+  /// A SIGALRM handler, as Python's signal handlers were (the frame argument has no C++
+  /// counterpart).
+  using SignalAction = void (*)(int);
+  /// Raises SIGALRM whenever one iteration's handlers and callbacks run longer than `seconds`
+  /// without returning to poll(), and installs `action` for it; a null action is SIG_DFL,
+  /// which ends the process (3.0's None). 0 turns the watchdog off (3.0's None for seconds).
+  /// Uses ITIMER_REAL, so one loop per process.
+  /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_signal_threshold}
+  virtual void set_blocking_signal_threshold(double seconds, SignalAction action) = 0;
+  /// `set_blocking_signal_threshold(seconds, log_stack)`: a warning whenever the loop blocks.
   /// \tornado{tornado/ioloop.py,IOLoop.set_blocking_log_threshold}
-  virtual void set_blocking_log_threshold(double seconds) = 0;
+  void set_blocking_log_threshold(double seconds);
+  /// The SIGALRM handler set_blocking_log_threshold() installs: writes a warning to stderr.
+  /// 3.0 logged the Python stack of the blocked frame with the threshold; a C++ signal handler
+  /// has neither a portable stack walk nor the loop, so the line is fixed.
+  /// \tornado{tornado/ioloop.py,IOLoop.log_stack}
+  static void log_stack(int signal);
 
   /// Called when a callback throws, with the exception; logs it. Subclasses may override it
   /// to report errors elsewhere.
@@ -310,9 +321,9 @@ class PollIOLoop : public IOLoop {
   /// \copydoc IOLoop::add_callback_from_signal
   /// \tornado{tornado/ioloop.py,PollIOLoop.add_callback_from_signal}
   void add_callback_from_signal(Callback callback) override;
-  /// \copydoc IOLoop::set_blocking_log_threshold
+  /// \copydoc IOLoop::set_blocking_signal_threshold
   /// \tornado{tornado/ioloop.py,PollIOLoop.set_blocking_signal_threshold}
-  void set_blocking_log_threshold(double seconds) override;
+  void set_blocking_signal_threshold(double seconds, SignalAction action) override;
 
  private:
   std::unique_ptr<Poller> impl_;                   ///< The poller (Python's `_impl`).
@@ -328,7 +339,7 @@ class PollIOLoop : public IOLoop {
   std::atomic<bool> running_{false};    ///< True while start() runs.
   std::atomic<bool> stopped_{false};    ///< stop() while not running: the next start() returns.
   std::atomic<std::thread::id> thread_ident_{};  ///< The thread inside start().
-  double blocking_log_threshold_ = 0;            ///< The watchdog's limit in seconds; 0: off.
+  double blocking_signal_threshold_ = 0;         ///< The watchdog's limit in seconds; 0: off.
   std::unique_ptr<Waker> waker_;                 ///< The pipe that wakes a sleeping poll().
 };
 

@@ -71,4 +71,31 @@ std::string unquote_plus(const std::string& s) {
   return out;
 }
 
+std::string quote_plus(const std::string& s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (char c : s) {
+    auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) || c == '_' || c == '.' || c == '-') {
+      out += c;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    }
+  }
+  return out;
+}
+
+std::string urlencode(const std::vector<std::pair<std::string, std::string>>& args) {
+  std::string out;
+  for (const auto& [key, value] : args) {
+    if (!out.empty()) out += '&';
+    out += quote_plus(key) + '=' + quote_plus(value);
+  }
+  return out;
+}
+
 }  // namespace tornado

@@ -1,9 +1,10 @@
 // Stand-ins for the Python standard library that Tornado's modules called: a few str
-// methods and urllib.unquote_plus. They live apart so that
+// methods and urllib.unquote_plus, quote_plus and urlencode. They live apart so that
 // the server's own files read line for line beside the Python.
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tornado {
@@ -20,4 +21,9 @@ std::string strip(const std::string& s, const char* chars = " \t");
 std::vector<std::string> split(const std::string& s, const std::string& separator);
 /// `urllib.unquote_plus(s)`: '+' is a space and %XX a byte; a malformed escape stays as it is.
 std::string unquote_plus(const std::string& s);
+/// `urllib.quote_plus(s)`: letters, digits and "_.-" stay, a space becomes '+', any other byte
+/// %XX.
+std::string quote_plus(const std::string& s);
+/// `urllib.urlencode(args)`: "k=v&k2=v2", each key and value quote_plus()ed, in the order given.
+std::string urlencode(const std::vector<std::pair<std::string, std::string>>& args);
 }  // namespace tornado

@@ -1,4 +1,4 @@
-// httputil.HTTPHeaders (stage1+): the multi-value headers of Tornado 1.0.
+// httputil.HTTPHeaders (stage1+): the multi-value headers of Tornado 1.0; url_concat (stage2+).
 #include <doctest/doctest.h>
 
 #include <stdexcept>
@@ -79,4 +79,36 @@ TEST_CASE("HTTPHeaders: parse_line splits at the first colon and strips the valu
   CHECK_EQ(headers.items().size(), 3u);
 }
 
+TEST_CASE("HTTPHeaders: update sets each name as set() does, normalised, replacing its values") {
+  HTTPHeaders headers;
+  headers.add("X-Multi", "one");
+  headers.add("X-Multi", "two");
+  headers.set("X-Kept", "kept");
+  HTTPHeaders::Map other;
+  other["x-multi"] = "three";
+  other["content-TYPE"] = "text/plain";
+  headers.update(other);
+  CHECK_EQ(headers.get_list("X-Multi"), Values{"three"});
+  CHECK_EQ(headers.get("Content-Type"), "text/plain");
+  CHECK_EQ(headers.get("X-Kept"), "kept");
+  CHECK_EQ(headers.items().size(), 3u);
+}
+
 #endif  // TORNADO_STAGE >= 1
+
+#if TORNADO_STAGE >= 2
+
+TEST_CASE("url_concat appends the arguments after '?' or '&' as the url needs, quoted") {
+  using tornado::url_concat;
+  CHECK_EQ(url_concat("http://example.com/foo?a=b", {{"c", "d"}}),
+           "http://example.com/foo?a=b&c=d");
+  CHECK_EQ(url_concat("http://example.com/foo", {{"c", "d"}, {"e", "f"}}),
+           "http://example.com/foo?c=d&e=f");
+  CHECK_EQ(url_concat("/foo?", {{"c", "d"}}), "/foo?c=d");
+  CHECK_EQ(url_concat("/foo?a=b&", {{"c", "d"}}), "/foo?a=b&c=d");
+  CHECK_EQ(url_concat("/foo", {}), "/foo");
+  CHECK_EQ(url_concat("/foo", {{"a b", "x&y=z/\xff"}, {"_.-", "~"}}),
+           "/foo?a+b=x%26y%3Dz%2F%FF&_.-=%7E");
+}
+
+#endif  // TORNADO_STAGE >= 2

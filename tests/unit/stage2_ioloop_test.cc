@@ -1,11 +1,16 @@
 // What Tornado 2.0 changed in the IOLoop: callbacks are a FIFO list swapped once per iteration,
-// and timeouts a binary heap with lazy cancellation.
+// timeouts a binary heap with lazy cancellation, and the blocking watchdog takes any signal
+// handler (set_blocking_signal_threshold).
 //
 // Compiled for every stage; each part is gated on the stage_features.h macro that says the
 // stage has it, so older stages compile it to nothing.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <random>
@@ -198,3 +203,63 @@ TEST_CASE("IOLoop: a timeout cancelled by an earlier timeout of the same pass do
 }
 
 #endif  // TORNADO_HAS_TIMEOUT_HEAP
+
+#if TORNADO_STAGE >= 2
+
+namespace {
+
+std::atomic<bool> g_alarmed{false};  // Lock-free, so the signal handler may set it.
+
+void note_alarm(int) {
+  g_alarmed = true;
+}
+
+// The SIGALRM handler installed now.
+void (*alarm_handler())(int) {
+  struct sigaction current {};
+  ::sigaction(SIGALRM, nullptr, &current);
+  return current.sa_handler;
+}
+
+}  // namespace
+
+TEST_CASE("IOLoop: set_blocking_signal_threshold runs its action while a handler blocks the loop") {
+  auto loop = unit::make_loop();
+  g_alarmed = false;
+  loop->set_blocking_signal_threshold(0.05, note_alarm);
+  auto [a, b] = unit::socket_pair();
+  unit::send_all(b.get(), "x");
+  bool handled = false;
+  bool alarmed_while_blocked = false;
+  loop->add_handler(
+      a.get(),
+      [&](int fd, std::uint32_t) {
+        loop->remove_handler(fd);
+        // A handler that does not return to the loop: it waits for the watchdog's signal,
+        // bounded by a hang guard in case the watchdog never fires.
+        auto guard = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!g_alarmed && std::chrono::steady_clock::now() < guard) {
+        }
+        alarmed_while_blocked = g_alarmed;
+        handled = true;
+      },
+      IOLoop::READ);
+  REQUIRE(run_until(
+      *loop, [&] { return handled; }, 60.0));
+  CHECK(alarmed_while_blocked);
+  loop->set_blocking_signal_threshold(0, nullptr);
+  ::signal(SIGALRM, SIG_DFL);
+}
+
+TEST_CASE("IOLoop: set_blocking_log_threshold installs log_stack; a null action is SIG_DFL") {
+  auto loop = unit::make_loop();
+  loop->set_blocking_log_threshold(10);
+  CHECK(alarm_handler() == &IOLoop::log_stack);
+  loop->set_blocking_signal_threshold(10, note_alarm);
+  CHECK(alarm_handler() == &note_alarm);
+  loop->set_blocking_signal_threshold(10, nullptr);
+  CHECK(alarm_handler() == SIG_DFL);
+  loop->set_blocking_signal_threshold(0, nullptr);
+}
+
+#endif  // TORNADO_STAGE >= 2
