@@ -22,12 +22,9 @@ class HTTPRequest;
 /// Called once per request, on the loop thread; answer with request->write() and finish().
 using RequestCallback = std::function<void(std::shared_ptr<HTTPRequest> request)>;
 
-/// A map of header names to values that keeps names in Http-Header-Case.
-///
-/// Lookups normalise the name ("content-LENGTH" finds "Content-Length"). The 2009 class also
-/// interned every name, letting a client grow the process's memory at will; the same day's
-/// next commit removed that, and so does this one.
-///
+/// A map of header names to values that keeps names in Http-Header-Case: lookups normalise
+/// the name ("content-LENGTH" finds "Content-Length"). The 2009 class also interned every
+/// name, letting a client grow memory at will; the same day's next commit removed that, as here.
 /// Course deviation: a header that repeats is joined to the earlier value with "," (the
 /// contract's rule, and 1.0's). In 2009 the last value silently replaced the others.
 /// \tornado{tornado/httpserver.py,HTTPHeaders}
@@ -48,11 +45,8 @@ class HTTPHeaders {
   const Map& items() const { return headers_; }
 
   /// Parses "Name: value" lines separated by CRLF. Throws std::invalid_argument on a line
-  /// that is not a valid header: no colon, an empty or non-token name, or a continuation
-  /// line starting with whitespace (obs-fold, which the contract rejects).
-  ///
-  /// The 2009 parser split each line on ": " and let the exception escape to the IOLoop,
-  /// leaving the client unanswered; the server now turns the exception into a 400.
+  /// that is not a valid header (split_header_line()), which the server answers with 400;
+  /// the 2009 parser split on ": " and let the exception reach the IOLoop, unanswered.
   /// \tornado{tornado/httpserver.py,HTTPHeaders.parse}
   static HTTPHeaders parse(const std::string& headers_string);
 
@@ -94,7 +88,6 @@ class HTTPServer {
 
   /// `no_keep_alive`: close after every request. `io_loop`: IOLoop::instance() when null.
   /// `xheaders`: take remote_ip and protocol from X-Real-Ip and X-Scheme (behind a proxy).
-  ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 2009 compared with the stream's buffer).
   /// \tornado{tornado/httpserver.py,HTTPServer.__init__}
@@ -107,10 +100,8 @@ class HTTPServer {
   HTTPServer& operator=(const HTTPServer&) = delete;
 
   /// Binds an IPv4 socket to `address`:`port` (port 0 picks a free port) and starts
-  /// accepting on the loop. Throws std::system_error on failure.
-  ///
-  /// 2009 bound every interface (""); the address argument is the contract's `--address`.
-  /// The backlog is 1024 rather than 128 so that a burst of 1000 connects is absorbed.
+  /// accepting on the loop. Throws std::system_error on failure. 2009 bound every interface
+  /// (""); the address is the contract's `--address`, the backlog 1024 (kListenBacklog).
   /// \tornado{tornado/httpserver.py,HTTPServer.listen}
   void listen(int port, const std::string& address = "");
   /// The port the server listens on, or 0 before listen(). Course extension, for `--port 0`.
@@ -119,7 +110,7 @@ class HTTPServer {
  private:
   /// Accepts every pending client. \tornado{tornado/httpserver.py,HTTPServer._handle_events}
   void handle_events_(int fd, std::uint32_t events);
-  /// Forgets connections that have closed, from time to time.
+  /// Forgets closed connections whenever the list has doubled.
   void prune_connections_();
 
   RequestCallback request_callback_;  ///< Called with each parsed request.
@@ -186,13 +177,13 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   void finish_request_();
   /// Parses the head. \tornado{tornado/httpserver.py,HTTPConnection._on_headers}
   void on_headers_(std::string data);
-  /// The contract's checks of a header block: 0, or the status to answer with.
+  /// The contract's checks of a header block: 0, or the status to answer with (contract.cc).
   int parse_headers_(std::string data, std::size_t& content_length);
   /// Parses the body. \tornado{tornado/httpserver.py,HTTPConnection._on_request_body}
   void on_request_body_(std::string data);
   /// Splits a multipart body. \tornado{tornado/httpserver.py,HTTPConnection._parse_mime_body}
   void parse_mime_body_(const std::string& boundary, const std::string& data);
-  /// Answers `code` with Connection: close, then closes gracefully.
+  /// Answers `code` with Connection: close, then closes gracefully (contract.cc).
   void send_error_(int code);
   /// Lets go of the request and, on the next iteration, of this connection.
   void on_stream_closed_();

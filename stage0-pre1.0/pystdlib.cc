@@ -17,6 +17,14 @@ int hex_value(char c) {
 
 }  // namespace
 
+std::string concat(const std::string& a, const std::string& b) {
+  std::string joined;
+  joined.reserve(a.size() + b.size());
+  joined.append(a);
+  joined.append(b);
+  return joined;
+}
+
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }

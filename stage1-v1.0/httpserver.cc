@@ -32,8 +32,7 @@ std::system_error errno_error(const char* what) {
 
 }  // namespace
 
-// ---------------------------------------------------------------------------------------
-// HTTPServer
+// HTTPServer ----------------------------------------------------------------------------
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
                        bool xheaders, std::size_t max_body_size,
@@ -60,7 +59,6 @@ void HTTPServer::listen(int port, const std::string& address) {
 
 void HTTPServer::bind(int port, const std::string& address) {
   if (socket_ >= 0) throw std::logic_error("HTTPServer is already bound");
-  // 2009 bound every interface (""); a name or an address is the contract's `--address`.
   sockaddr_in addr = ipv4_address(address, port);
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // Close-on-exec: new in 1.0.
   if (fd < 0) throw errno_error("socket");
@@ -195,15 +193,12 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
 }
 
 void HTTPServer::prune_connections_() {
-  // The server only remembers its connections weakly, to close them when it is destroyed;
-  // forget the dead ones whenever the list has doubled.
   if (connections_.size() < prune_at_) return;
   connections_.remove_if([](const auto& weak) { return weak.expired(); });
   prune_at_ = std::max<std::size_t>(64, 2 * connections_.size());
 }
 
-// ---------------------------------------------------------------------------------------
-// HTTPConnection
+// HTTPConnection ------------------------------------------------------------------------
 
 std::shared_ptr<HTTPConnection> HTTPConnection::create(std::unique_ptr<IOStream> stream,
                                                        std::string address,
@@ -297,39 +292,6 @@ void HTTPConnection::on_headers_(std::string data) {
   request_callback_(request_);
 }
 
-int HTTPConnection::parse_headers_(std::string data, std::size_t& content_length) {
-  // Course deviation: each check the contract adds (contract.h) returns the status to answer
-  // with. 2009 let the exception escape to the IOLoop, which logged it and left the client
-  // waiting on a connection that nobody would ever read or close.
-  // As 4.0 did (`lstrip` in `_parse_headers`), empty lines before a request line are skipped,
-  // as RFC 9112 asks servers to; 0.1 answered them as a malformed request.
-  std::size_t start = data.find_first_not_of("\r\n");
-  if (start != std::string::npos && start > 0) data = data.substr(start);
-  if (data.size() > kMaxHeaderSize) return 431;
-  // The block may end its lines in a bare LF (see read_until()); the request line's CR goes.
-  std::size_t eol = data.find('\n');
-  std::vector<std::string> words = split(strip(data.substr(0, eol), "\r"), " ");
-  if (words.size() != 3 || !is_token(words[0]) || !is_target(words[1])) return 400;
-  // 2009 only checked for the "HTTP/" prefix; the contract knows two versions.
-  if (words[2] != "HTTP/1.0" && words[2] != "HTTP/1.1") return 400;
-  HTTPHeaders headers;
-  try {
-    headers = HTTPHeaders::parse(data.substr(eol));
-  } catch (const std::invalid_argument& e) {
-    LOG_INFO("Malformed HTTP headers from %s: %s", address_.c_str(), e.what());
-    return 400;
-  }
-  request_ =
-      std::make_shared<HTTPRequest>(std::move(words[0]), std::move(words[1]), std::move(words[2]),
-                                    std::move(headers), "", address_, "", "", shared_from_this());
-  // 2009 ignored Transfer-Encoding, so a chunked body was parsed as the next request (request
-  // smuggling). It is refused; chunked requests arrived in 4.0.
-  if (request_->headers.contains("Transfer-Encoding")) return 501;
-  if (!request_->headers.contains("Content-Length")) return 0;
-  if (!parse_content_length(request_->headers.get("Content-Length"), content_length)) return 400;
-  return content_length > max_body_size_ ? 413 : 0;
-}
-
 void HTTPConnection::on_request_body_(std::string data) {
   request_->body = std::move(data);
   std::string content_type = request_->headers.get("Content-Type");
@@ -414,25 +376,13 @@ void HTTPConnection::parse_mime_body_(std::string boundary, const std::string& d
   }
 }
 
-void HTTPConnection::send_error_(int code) {
-  // Course deviation (the whole method): 2009 never answered a bad request. The response
-  // says the connection will close, then the stream closes gracefully, so that request bytes
-  // still unread do not turn the close into a reset that destroys the answer.
-  request_.reset();
-  request_finished_ = false;
-  stream_->write(error_response(code));
-  stream_->close_gracefully();
-}
-
 void HTTPConnection::on_stream_closed_() {
-  // The request and this connection refer to each other: break that cycle, then let go of
-  // ourselves on the next iteration, when nothing on the stack can still be using us.
+  // Break the request <-> connection cycle, then let go of ourselves on the next iteration.
   request_.reset();
   if (self_) stream_->io_loop().add_callback([self = std::move(self_)] {});
 }
 
-// ---------------------------------------------------------------------------------------
-// HTTPRequest
+// HTTPRequest ---------------------------------------------------------------------------
 
 HTTPRequest::HTTPRequest(std::string method, std::string uri, std::string version,
                          HTTPHeaders headers, std::string body, std::string remote_ip,

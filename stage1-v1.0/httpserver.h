@@ -77,7 +77,6 @@ class HTTPServer {
   /// `no_keep_alive`: close after every request. `io_loop`: leave it null for a prefork
   /// server, whose children each create their own loop; start() then uses IOLoop::instance().
   /// `xheaders`: take remote_ip and protocol from X-Real-Ip and X-Scheme (behind a proxy).
-  ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 1.0 compared with the stream's buffer).
   ///
@@ -130,7 +129,7 @@ class HTTPServer {
  private:
   /// Accepts every pending client. \tornado{tornado/httpserver.py,HTTPServer._handle_events}
   void handle_events_(int fd, std::uint32_t events);
-  /// Forgets connections that have closed, from time to time.
+  /// Forgets closed connections whenever the list has doubled.
   void prune_connections_();
 
   RequestCallback request_callback_;  ///< Called with each parsed request.
@@ -199,13 +198,13 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   void finish_request_();
   /// Parses the head. \tornado{tornado/httpserver.py,HTTPConnection._on_headers}
   void on_headers_(std::string data);
-  /// The contract's checks of a header block: 0, or the status to answer with.
+  /// The contract's checks of a header block: 0, or the status to answer with (contract.cc).
   int parse_headers_(std::string data, std::size_t& content_length);
   /// Parses the body. \tornado{tornado/httpserver.py,HTTPConnection._on_request_body}
   void on_request_body_(std::string data);
   /// Splits a multipart body. \tornado{tornado/httpserver.py,HTTPConnection._parse_mime_body}
   void parse_mime_body_(std::string boundary, const std::string& data);
-  /// Answers `code` with Connection: close, then closes gracefully.
+  /// Answers `code` with Connection: close, then closes gracefully (contract.cc).
   void send_error_(int code);
   /// Lets go of the request and, on the next iteration, of this connection.
   void on_stream_closed_();

@@ -12,29 +12,18 @@
 
 #include "contract.h"
 #include "log.h"
+#include "pystdlib.h"
 
 namespace tornado {
 namespace {
-
-// Python's `a + b` on two str values: a brand-new string holding copies of both, so its cost
-// is O(len(a) + len(b)) however small b is.
-std::string concat(const std::string& a, const std::string& b) {
-  std::string joined;
-  joined.reserve(a.size() + b.size());
-  joined.append(a);
-  joined.append(b);
-  return joined;
-}
 
 bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
-// Where every recv() lands: one buffer per thread, so one per running IOLoop, grown to the
-// largest read_chunk_size asked of it. The bytes that arrived are copied out at once, into a
-// string of exactly their size as Python's recv() returned, before anything else can run on
-// the thread. (C++ plumbing: a buffer kept per stream would cost every idle connection 4 KiB, and
-// a fresh zero-filled one per call more than parsing the request.)
+// Where every recv() lands, copied out at once into a string of its size as Python's recv()
+// returned: one buffer per thread (per IOLoop), as large as the largest read_chunk_size. (C++
+// plumbing: one per stream costs each idle connection 4 KiB; a zero-filled one per call, more.)
 char* recv_buffer(std::size_t size) {
   thread_local std::vector<char> buffer;
   if (buffer.size() < size) buffer.resize(size);
@@ -123,8 +112,7 @@ void IOStream::read_bytes(std::size_t num_bytes, ReadCallback callback) {
 
 void IOStream::write(const std::string& data, Callback callback) {
   check_closed_();
-  // Python's `self._write_buffer += data`: a new string, O(size of the buffer) per write.
-  // Stage2 appends a chunk to a deque instead.
+  // Python's `self._write_buffer += data`: a new string, O(size of the buffer) (stage2: deque).
   write_buffer_ = concat(write_buffer_, data);
   add_io_state_(IOLoop::WRITE);
   write_callback_ = std::move(callback);
@@ -144,8 +132,7 @@ void IOStream::close() {
     io_loop_.remove_timeout(linger_timeout_);
     linger_timeout_.reset();
   }
-  // Python's garbage collector freed whatever the pending callbacks referred to; in C++ they
-  // are dropped here, so that references they hold do not keep objects alive in a cycle.
+  // Python's GC freed what pending callbacks referred to; dropped here, so no cycle lives on.
   read_callback_ = nullptr;
   read_too_long_callback_ = nullptr;
   write_callback_ = nullptr;
@@ -154,23 +141,6 @@ void IOStream::close() {
     close_callback_ = nullptr;
     run_callback_(callback);
   }
-}
-
-void IOStream::close_gracefully(double linger) {
-  if (fd_ < 0 || lingering_) return;
-  lingering_ = true;
-  read_callback_ = nullptr;
-  read_too_long_callback_ = nullptr;
-  read_delimiter_.reset();
-  read_bytes_.reset();
-  read_buffer_.clear();
-  linger_timeout_ = io_loop_.add_timeout(io_loop_.time() + linger, [this] {
-    linger_timeout_.reset();
-    close();
-  });
-  // The write side is shut once everything buffered has left (here, or in handle_write_()).
-  if (write_buffer_.empty()) ::shutdown(fd_, SHUT_WR);
-  add_io_state_(IOLoop::READ);
 }
 
 void IOStream::handle_events_(int fd, std::uint32_t events) {
@@ -188,8 +158,7 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
     close();
     return;
   }
-  // The only place bits are removed: watch READ while a read is pending and WRITE while data
-  // is buffered, and tell the loop only when that changed.
+  // The only place bits are removed (see the class comment); the loop hears only of changes.
   std::uint32_t state = IOLoop::ERROR;
   if (read_delimiter_ || read_bytes_ || lingering_) state |= IOLoop::READ;
   if (!write_buffer_.empty()) state |= IOLoop::WRITE;
@@ -202,22 +171,17 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
 void IOStream::handle_read_() {
   // One recv() of at most read_chunk_size bytes per readiness event, however much is
   // waiting: a large body takes one loop iteration per 4 KiB. Stage2 drains the socket.
-  //
-  // Course contract: except over TLS, where one recv() may leave the rest of a record (up to
-  // 16 KiB) decrypted inside the session, which no poll reports: 1.0 then waited for bytes
-  // that had already arrived, and a pipelined request could wait there for good. What the
-  // session holds is read now, a chunk at a time as before, before going back to the loop.
+  // Course contract: except over TLS, whose session may hold the rest of a record (16 KiB)
+  // decrypted, which no poll reports (1.0 could wait for it for good): that is read now.
   do {
     char* buffer = recv_buffer(read_chunk_size_);
     ssize_t n;
     try {
-      // Over TLS, the SSLSocket's recv(): Python's `self.socket` was then an SSLSocket.
       n = ssl_socket_ ? ssl_socket_->recv(buffer, read_chunk_size_)
                       : ::recv(fd_, buffer, read_chunk_size_, 0);
     } catch (const ssl::SSLError& e) {
-      // Deviation: 1.0 compared the SSLError's code with EAGAIN, so SSL_ERROR_WANT_READ (a
-      // record that arrived in two TCP segments) was a read error that closed the connection.
-      // It means only "wait", as 1.1's SSLIOStream knew.
+      // Deviation: 1.0 compared the SSLError's code with EAGAIN, so WANT_READ (a record in two
+      // TCP segments) closed the connection; it means "wait", as 1.1's SSLIOStream knew.
       if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return;
       LOG_WARNING("Read error on %d: %s", fd_, e.what());
       close();
@@ -277,15 +241,13 @@ void IOStream::handle_write_() {
   while (!write_buffer_.empty()) {
     // MSG_NOSIGNAL: a peer that has gone must produce EPIPE, not kill the process. (Python's
     // interpreter ignores SIGPIPE at start-up, so the 2009 code never had to say so.) Over
-    // TLS, the SSLSocket's send(), which takes all of the buffer or nothing; OpenSSL writes
-    // to the socket itself, without MSG_NOSIGNAL, and prepare_process() ignores SIGPIPE.
+    // TLS, send() takes all or nothing; OpenSSL's own writes need prepare_process()'s SIG_IGN.
     ssize_t n;
     try {
       n = ssl_socket_ ? ssl_socket_->send(write_buffer_.data(), write_buffer_.size())
                       : ::send(fd_, write_buffer_.data(), write_buffer_.size(), MSG_NOSIGNAL);
     } catch (const ssl::SSLError& e) {
-      // Deviation, as in handle_read_(): WANT_WRITE means "wait", and the same bytes are sent
-      // again on the next WRITE event.
+      // Deviation, as in handle_read_(): WANT_WRITE means "wait"; resent on the next WRITE.
       if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) break;
       LOG_WARNING("Write error on %d: %s", fd_, e.what());
       close();
@@ -299,12 +261,9 @@ void IOStream::handle_write_() {
       close();
       return;
     }
-    // Python's `self._write_buffer = self._write_buffer[num_bytes:]`: the unsent rest is
-    // copied into a new string after every send(), O(remaining) each time: quadratic in the
-    // number of sends. Over loopback one send() takes megabytes, so the benchmark's downloads
-    // stay linear; a client that reads 64 KiB at a time would make it quadratic.
-    // Stage2 sends from the head of a deque of chunks instead. (swap(), not `=`: assigning a
-    // short string would keep the old one's buffer, where Python freed it.)
+    // Python's `self._write_buffer = self._write_buffer[num_bytes:]`: the rest is copied after
+    // every send(), quadratic in the number of sends (linear on loopback, see the docs page).
+    // Stage2 sends from a deque of chunks. (swap(), not `=`, frees the old buffer as Python did.)
     write_buffer_.substr(static_cast<std::size_t>(n)).swap(write_buffer_);
   }
   if (write_buffer_.empty() && lingering_) ::shutdown(fd_, SHUT_WR);
@@ -319,9 +278,8 @@ void IOStream::run_callback_(const std::function<void()>& callback) {
   try {
     callback();
   } catch (...) {
-    // A callback that throws leaves the stream in an unknown state: close it rather than
-    // wait for the peer (Python's garbage collector would have, eventually), then let the
-    // IOLoop log the error.
+    // A callback that throws leaves the stream in an unknown state: close it (Python's GC
+    // would have, eventually), then let the IOLoop log the error.
     close();
     throw;
   }
@@ -329,9 +287,8 @@ void IOStream::run_callback_(const std::function<void()>& callback) {
 
 std::string IOStream::consume_(std::size_t loc) {
   std::string result = read_buffer_.substr(0, loc);
-  // Python's `self._read_buffer[loc:]`: the unread rest is copied into a new string on every
-  // read, O(remaining). With many pipelined requests buffered this is O(n^2). Stage2 fixes it.
-  // (swap(), as in handle_write_(): an idle connection keeps no buffer.)
+  // Python's `self._read_buffer[loc:]`: the rest is copied on every read, O(n^2) for many
+  // pipelined requests; stage2 fixes it. (swap(), as in handle_write_(): idle keeps no buffer.)
   read_buffer_.substr(loc).swap(read_buffer_);
   return result;
 }

@@ -9,6 +9,9 @@
 
 namespace tornado {
 
+/// `a + b` on two str values: a brand-new string holding copies of both, so its cost is
+/// O(len(a) + len(b)) however small b is.
+std::string concat(const std::string& a, const std::string& b);
 /// `s.startswith(prefix)`.
 bool starts_with(const std::string& s, const std::string& prefix);
 /// `s.endswith(suffix)`.

@@ -22,11 +22,9 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
-// Where every recv() lands: one buffer per thread, so one per running IOLoop, grown to the
-// largest read_chunk_size asked of it. The bytes that arrived are copied out at once, into a
-// string of exactly their size as Python's recv() returned, before anything else can run on
-// the thread. (C++ plumbing: a buffer kept per stream would cost every idle connection 4 KiB, and
-// a fresh zero-filled one per call more than parsing the request.)
+// Where every recv() lands, copied out at once into a string of its size as Python's recv()
+// returned: one buffer per thread (per IOLoop), as large as the largest read_chunk_size. (C++
+// plumbing: one per stream costs each idle connection 4 KiB; a zero-filled one per call, more.)
 char* recv_buffer(std::size_t size) {
   thread_local std::vector<char> buffer;
   if (buffer.size() < size) buffer.resize(size);
@@ -178,8 +176,7 @@ void IOStream::close() {
     io_loop_.remove_timeout(linger_timeout_);
     linger_timeout_.reset();
   }
-  // Python's garbage collector freed whatever the pending callbacks referred to; in C++ they
-  // are dropped here, so that references they hold do not keep objects alive in a cycle.
+  // Python's GC freed what pending callbacks referred to; dropped here, so no cycle lives on.
   read_callback_ = nullptr;
   read_too_long_callback_ = nullptr;
   write_callback_ = nullptr;
@@ -189,24 +186,6 @@ void IOStream::close() {
     close_callback_ = nullptr;
     run_callback_(std::move(callback));
   }
-}
-
-void IOStream::close_gracefully(double linger) {
-  if (fd_ < 0 || lingering_) return;
-  lingering_ = true;
-  read_callback_ = nullptr;
-  read_too_long_callback_ = nullptr;
-  read_delimiter_.reset();
-  read_bytes_.reset();
-  read_buffer_.clear();
-  read_buffer_size_ = 0;
-  linger_timeout_ = io_loop_.add_timeout(io_loop_.time() + linger, [this] {
-    linger_timeout_.reset();
-    close();
-  });
-  // The write side is shut once everything buffered has left (here, or in handle_write_()).
-  if (write_buffer_.empty()) ::shutdown(fd_, SHUT_WR);
-  add_io_state_(IOLoop::READ);
 }
 
 void IOStream::handle_events_(int fd, std::uint32_t events) {
@@ -236,9 +215,9 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
     close();
     throw;
   }
-  // The only place bits are removed: watch READ while a read is pending and WRITE while data
-  // is buffered, and tell the loop only when that changed. reading() and writing() are
-  // virtual since 2.0, so an SSLIOStream's handshake chooses its events here too.
+  // The only place bits are removed (see the class comment); the loop hears only of changes.
+  // reading() and writing() are virtual since 2.0, so an SSLIOStream's handshake chooses its
+  // events here too.
   std::uint32_t state = IOLoop::ERROR;
   if (reading() || lingering_) state |= IOLoop::READ;
   if (writing()) state |= IOLoop::WRITE;

@@ -61,15 +61,10 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 ///   off its head copies the entire remainder each time, so sending it is O(n^2 / 128 KiB)
 ///   (2.3 split large writes into 128 KiB chunks inside write(): stage3).
 ///
-/// Invariants of the registration with the IOLoop (the 2009 state machine):
-/// - the fd is registered from construction, for ERROR only;
-/// - READ is watched exactly while a read_until() or read_bytes() is pending, so nothing is
-///   read ahead: a connection whose request is being processed is not read, which is the
-///   stream's only back-pressure;
-/// - WRITE is watched exactly while the write buffer is non-empty. Data leaves only on the
-///   next WRITE event, never inside write();
-/// - bits are added at once by add_io_state_() and removed only by the recomputation at the
-///   end of handle_events_().
+/// Registration with the IOLoop (the 2009 state machine): ERROR from construction; READ
+/// exactly while a read is pending, so nothing is read ahead (the only back-pressure); WRITE
+/// exactly while the write buffer is non-empty, so data leaves only on a WRITE event, never
+/// inside write(). add_io_state_() adds bits at once; only handle_events_() removes them.
 ///
 /// Since 2.0 reads are eager: read_until() and read_bytes() first drain the socket (4 KiB per
 /// recv(), until EAGAIN or until the read is satisfied), and handle_read_() does the same.
@@ -81,7 +76,6 @@ void merge_prefix(std::deque<std::string>& deque, std::size_t size);
 /// alive). Ownership: the stream owns its fd from construction
 /// and closes it in close() or in the destructor. Never destroy a stream from inside one of
 /// its own callbacks; close() it and let the owner release it later. Loop thread only.
-///
 /// \tornado{tornado/iostream.py,IOStream}
 class IOStream {
  public:
@@ -90,9 +84,8 @@ class IOStream {
   /// Called when all buffered data has been written, or when the stream closes.
   using Callback = std::function<void()>;
 
-  /// Takes ownership of connected socket `fd`, makes it non-blocking and registers it with
-  /// `io_loop` (IOLoop::instance() when null) for ERROR. If registration fails, closes `fd`
-  /// and rethrows. `max_buffer_size`: the read buffer reaching this size closes the stream.
+  /// Owns connected socket `fd`, made non-blocking and registered with `io_loop` (null:
+  /// IOLoop::instance()), closed if that throws. A read buffer of `max_buffer_size` closes it.
   /// \tornado{tornado/iostream.py,IOStream.__init__}
   explicit IOStream(int fd, IOLoop* io_loop = nullptr, std::size_t max_buffer_size = 104857600,
                     std::size_t read_chunk_size = 4096);
@@ -119,11 +112,9 @@ class IOStream {
   /// \tornado{tornado/iostream.py,IOStream.read_until}
   void read_until(const std::string& delimiter, ReadCallback callback);
   /// read_until() that gives up once `max_bytes` are buffered without the delimiter.
-  ///
-  /// Course extension, after Tornado 4.0's `max_bytes`: the HTTP server needs it to answer an
-  /// oversized header block with 431. Instead of closing the stream as 4.0 did, it clears the
-  /// pending read and calls `on_too_long`, which decides what to send before closing.
-  /// With `max_bytes` > 0 a bare LF also matches each CRLF of `delimiter` (as 4.0's header read).
+  /// Course extension, after Tornado 4.0's `max_bytes` (for the server's 431): instead of
+  /// closing as 4.0 did, it drops the read and calls `on_too_long`. With `max_bytes` > 0 a
+  /// bare LF also matches each CRLF of `delimiter` (as 4.0's header read).
   void read_until(const std::string& delimiter, ReadCallback callback, std::size_t max_bytes,
                   Callback on_too_long);
   /// Calls `callback` with exactly the next `num_bytes` bytes.
@@ -145,11 +136,8 @@ class IOStream {
   /// \tornado{tornado/iostream.py,IOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
-  /// or until the peer closes, then close()s.
-  ///
-  /// Course extension for the contract's error responses: closing a socket with unread input
-  /// makes the kernel send a reset, which can destroy the answer before the client reads it.
-  /// Tornado never answered bad requests, so it had no need for this.
+  /// or until the peer closes, then close()s. Course extension for the error answers (in
+  /// contract.cc): a close with unread input sends a reset that can destroy the answer.
   void close_gracefully(double linger = 1.0);
 
   /// True while a read_until() or read_bytes() is pending. Virtual since 2.0: SSLIOStream
@@ -164,8 +152,7 @@ class IOStream {
   bool closed() const { return fd_ < 0; }
   /// The socket, or -1 once closed (Python exposed `stream.socket`).
   int fd() const { return fd_; }
-  /// The TLS session the stream reads and writes through, or null for plain TCP and once
-  /// closed (Python's `stream.socket` was then an `ssl.SSLSocket`).
+  /// The TLS session, or null for plain TCP and once closed (Python's `stream.socket`).
   ssl::SSLSocket* ssl_socket() const { return ssl_socket_.get(); }
   /// The read buffer's size limit given to the constructor.
   std::size_t max_buffer_size() const { return max_buffer_size_; }

@@ -69,7 +69,6 @@ class HTTPServer : public TCPServer {
   /// server, whose children each create their own loop; add_sockets() then uses
   /// IOLoop::current(). `xheaders`: take remote_ip and protocol from X-Real-Ip (or
   /// X-Forwarded-For) and X-Scheme (or X-Forwarded-Proto), behind a proxy.
-  ///
   /// Course deviation: `max_body_size`, the limit above which a Content-Length is answered
   /// with 413 (Tornado 4.0 added the same argument; 3.0 compared with the stream's buffer).
   /// `ssl_options`: serve HTTPS; throws std::runtime_error as TCPServer's constructor does.
@@ -86,7 +85,7 @@ class HTTPServer : public TCPServer {
   void handle_stream(std::unique_ptr<IOStream> stream, std::string address) override;
 
  private:
-  /// Forgets connections that have closed, from time to time.
+  /// Forgets closed connections whenever the list has doubled.
   void prune_connections_();
 
   RequestCallback request_callback_;  ///< Called with each parsed request.
@@ -161,11 +160,11 @@ class HTTPConnection : public std::enable_shared_from_this<HTTPConnection> {
   void finish_request_();
   /// Parses the head. \tornado{tornado/httpserver.py,HTTPConnection._on_headers}
   void on_headers_(std::string data);
-  /// The contract's checks of a header block: 0, or the status to answer with.
+  /// The contract's checks of a header block: 0, or the status to answer with (contract.cc).
   int parse_headers_(std::string data, std::size_t& content_length);
   /// Parses the body. \tornado{tornado/httpserver.py,HTTPConnection._on_request_body}
   void on_request_body_(std::string data);
-  /// Answers `code` with Connection: close, then closes gracefully.
+  /// Answers `code` with Connection: close, then closes gracefully (contract.cc).
   void send_error_(int code);
   /// Lets go of the request and, on the next iteration, of this connection.
   void on_stream_closed_();

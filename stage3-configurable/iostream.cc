@@ -25,11 +25,10 @@ bool would_block(int err) {
   return err == EAGAIN || err == EWOULDBLOCK;
 }
 
-// Where every recv() (and a pipe's read()) lands: one buffer per thread, so one per running IOLoop,
-// grown to the largest read_chunk_size asked of it. The bytes that arrived are copied out at once,
-// into a string of exactly their size as Python's recv() returned, before anything else can run on
-// the thread. (C++ plumbing: a buffer kept per stream would cost every idle connection 4 KiB, and
-// a fresh zero-filled one per call more than parsing the request.)
+// Where every recv() (and a pipe's read()) lands, copied out at once into a string of its size
+// as Python's recv() returned: one buffer per thread (per IOLoop), as large as the largest
+// read_chunk_size. (C++ plumbing: one per stream costs each idle connection 4 KiB; a
+// zero-filled one per call, more.)
 char* recv_buffer(std::size_t size) {
   thread_local std::vector<char> buffer;
   if (buffer.size() < size) buffer.resize(size);
@@ -246,8 +245,7 @@ void BaseIOStream::maybe_run_close_callback_() {
     close_callback_ = nullptr;
     run_callback_(std::move(callback));
   }
-  // Python's garbage collector freed whatever the pending callbacks referred to; in C++ they
-  // are dropped here, so that references they hold do not keep objects alive in a cycle.
+  // Python's GC freed what pending callbacks referred to; dropped here, so no cycle lives on.
   // (3.0 dropped them here only if there was a close callback; C++ has no collector to
   // find the cycle otherwise.)
   read_callback_ = nullptr;
@@ -255,27 +253,6 @@ void BaseIOStream::maybe_run_close_callback_() {
   read_too_long_callback_ = nullptr;
   write_callback_ = nullptr;
   connect_callback_ = nullptr;
-}
-
-void BaseIOStream::close_gracefully(double linger) {
-  if (closed() || lingering_) return;
-  lingering_ = true;
-  read_callback_ = nullptr;
-  streaming_callback_ = nullptr;
-  read_too_long_callback_ = nullptr;
-  read_delimiter_.reset();
-  read_regex_.reset();
-  read_bytes_.reset();
-  read_until_close_ = false;
-  read_buffer_.clear();
-  read_buffer_size_ = 0;
-  linger_timeout_ = io_loop_.add_timeout(io_loop_.time() + linger, [this] {
-    linger_timeout_.reset();
-    close();
-  });
-  // The write side is shut once everything buffered has left (here, or in handle_write_()).
-  if (write_buffer_.empty()) ::shutdown(fileno(), SHUT_WR);
-  add_io_state_(IOLoop::READ);
 }
 
 void BaseIOStream::handle_events_(int fd, std::uint32_t events) {
@@ -308,8 +285,7 @@ void BaseIOStream::handle_events_(int fd, std::uint32_t events) {
     close();
     throw;
   }
-  // The only place bits are removed: watch READ while a read is pending and WRITE while data
-  // is buffered, and tell the loop only when that changed.
+  // The only place bits are removed (see the class comment); the loop hears only of changes.
   std::uint32_t state = IOLoop::ERROR;
   if (reading() || lingering_) state |= IOLoop::READ;
   if (writing()) state |= IOLoop::WRITE;

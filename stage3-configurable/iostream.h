@@ -172,11 +172,9 @@ class BaseIOStream {
   /// \tornado{tornado/iostream.py,BaseIOStream.read_until}
   void read_until(const std::string& delimiter, ReadCallback callback);
   /// read_until() that gives up once `max_bytes` are buffered without the delimiter.
-  ///
-  /// Course extension, after Tornado 4.0's `max_bytes`: the HTTP server needs it to answer an
-  /// oversized header block with 431. Instead of closing the stream as 4.0 did, it clears the
-  /// pending read and calls `on_too_long`, which decides what to send before closing.
-  /// With `max_bytes` > 0 a bare LF also matches each CRLF of `delimiter` (as 4.0's header read).
+  /// Course extension, after Tornado 4.0's `max_bytes` (for the server's 431): instead of
+  /// closing as 4.0 did, it drops the read and calls `on_too_long`. With `max_bytes` > 0 a
+  /// bare LF also matches each CRLF of `delimiter` (as 4.0's header read).
   void read_until(const std::string& delimiter, ReadCallback callback, std::size_t max_bytes,
                   Callback on_too_long);
   /// Calls `callback` with exactly the next `num_bytes` bytes.
@@ -227,12 +225,9 @@ class BaseIOStream {
   /// \tornado{tornado/iostream.py,BaseIOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
-  /// or until the peer closes, then close()s.
-  ///
-  /// Course extension for the contract's error responses: closing a socket with unread input
-  /// makes the kernel send a reset, which can destroy the answer before the client reads it.
-  /// Tornado never answered bad requests, so it had no need for this. (On a pipe, there is
-  /// no write side to shut: shutdown() fails with ENOTSOCK and changes nothing.)
+  /// or until the peer closes, then close()s. Course extension for the error answers (in
+  /// contract.cc): a close with unread input sends a reset that can destroy the answer. (On a
+  /// pipe, there is no write side to shut: shutdown() fails with ENOTSOCK and changes nothing.)
   void close_gracefully(double linger = 1.0);
 
   /// True while a read_until(), read_until_regex(), read_bytes() or read_until_close() is
