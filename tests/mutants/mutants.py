@@ -38,7 +38,7 @@ MUTANTS = [
     {
         "name": "prefork-child-crashes-on-bad-request",
         "what": "a stage1 process aborts right after answering 400 (seen in the prefork mode)",
-        "file": "stage1-v1.0/httpserver.cc",
+        "file": "stage1-v1.0/contract.cc",
         "find": "  stream_->write(error_response(code));\n  stream_->close_gracefully();\n",
         "replace": "  stream_->write(error_response(code));\n  stream_->close_gracefully();\n"
                    "  if (code == 400) stream_->io_loop().add_callback([] { std::abort(); });\n",
@@ -84,7 +84,7 @@ MUTANTS = [
     {
         "name": "linger-ends-at-once",
         "what": "stage1's close_gracefully closes without waiting for the linger time",
-        "file": "stage1-v1.0/iostream.cc",
+        "file": "stage1-v1.0/contract.cc",
         "find": "io_loop_.add_timeout(io_loop_.time() + linger, [this] {",
         "replace": "io_loop_.add_timeout(io_loop_.time(), [this] {",
         "targets": ["stage1-unit"],

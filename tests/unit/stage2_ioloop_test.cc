@@ -251,14 +251,14 @@ TEST_CASE("IOLoop: set_blocking_signal_threshold runs its action while a handler
   ::signal(SIGALRM, SIG_DFL);
 }
 
-TEST_CASE("IOLoop: set_blocking_log_threshold installs log_stack; a null action is SIG_DFL") {
+TEST_CASE("IOLoop: set_blocking_log_threshold installs log_stack, and a null action SIG_DFL") {
   auto loop = unit::make_loop();
   loop->set_blocking_log_threshold(10);
-  CHECK(alarm_handler() == &IOLoop::log_stack);
+  CHECK((alarm_handler() == &IOLoop::log_stack));
   loop->set_blocking_signal_threshold(10, note_alarm);
-  CHECK(alarm_handler() == &note_alarm);
+  CHECK((alarm_handler() == &note_alarm));
   loop->set_blocking_signal_threshold(10, nullptr);
-  CHECK(alarm_handler() == SIG_DFL);
+  CHECK((alarm_handler() == SIG_DFL));
   loop->set_blocking_signal_threshold(0, nullptr);
 }
 
