@@ -47,11 +47,12 @@ std::string error_response(int code);
 /// end in LF is answered instead of waiting forever.
 std::size_t find_delimiter(const std::string& data, const std::string& delimiter, bool bare_lf);
 
-/// accept() failed with `err` for this one connection only (the client gave up, a signal
-/// arrived): try the next one. Tornado re-raised these into the IOLoop.
-bool accept_error_is_transient(int err);
-/// accept() failed because the process or the system is out of file descriptors.
-bool accept_error_is_fd_exhaustion(int err);
+/// What the accept loop does when accept() on `listen_fd` fails with `errno` (other than
+/// EAGAIN, which ends the loop as in Tornado). Tornado re-raised every such error into the
+/// IOLoop; here an error that concerns one client only (it gave up, a signal arrived) returns
+/// true: accept the next. Out of file descriptors returns false after shed_connection(): the
+/// level-triggered socket reports the rest later. Anything else throws, as Tornado raised.
+bool handle_accept_error(int listen_fd, int& spare_fd);
 
 /// Opens the file descriptor kept in reserve for shed_connection(), or returns -1.
 int reserve_fd();

@@ -22,14 +22,6 @@
 #include "pystdlib.h"
 
 namespace tornado {
-namespace {
-
-std::system_error errno_error(const char* what) {
-  return std::system_error(errno, std::generic_category(), what);
-}
-
-}  // namespace
-
 // HTTPServer ----------------------------------------------------------------------------
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
@@ -91,15 +83,10 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
         ::accept4(socket_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // Course hygiene (contract.h): skip what concerns one client only; out of fds, shed one
-      // connection and return, and the level-triggered socket reports the others later.
-      if (accept_error_is_transient(errno)) continue;
-      if (accept_error_is_fd_exhaustion(errno)) {
-        shed_connection(socket_, spare_fd_);
-        return;
-      }
-      // 2009 re-raised every other error to the IOLoop, which logged it.
-      throw errno_error("accept");
+      // Course hygiene (contract.h): 2009 re-raised every error but EAGAIN into the
+      // IOLoop, which logged it.
+      if (handle_accept_error(socket_, spare_fd_)) continue;
+      return;
     }
     char ip[INET_ADDRSTRLEN] = "";
     ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);

@@ -108,7 +108,9 @@ class HTTPServer {
   int port() const;
 
  private:
-  /// Accepts every pending client. \tornado{tornado/httpserver.py,HTTPServer._handle_events}
+  /// Accepts every pending client. Longer than the Python by the accept hygiene of the
+  /// course contract (contract.h) and by C++'s formatting of the address.
+  /// \tornado{tornado/httpserver.py,HTTPServer._handle_events}
   void handle_events_(int fd, std::uint32_t events);
   /// Forgets closed connections whenever the list has doubled.
   void prune_connections_();

@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "log.h"
+#include "pystdlib.h"
 
 namespace tornado {
 namespace {
@@ -19,10 +20,6 @@ namespace {
 void set_nonblocking(int fd) {
   int flags = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
-
-std::system_error errno_error(const char* what) {
-  return std::system_error(errno, std::generic_category(), what);
 }
 
 bool timeout_before(const IOLoop::TimeoutHandle& a, const IOLoop::TimeoutHandle& b) {

@@ -202,12 +202,8 @@ void IOStream::handle_read_() {
       read_delimiter_.reset();
       read_too_long_callback_ = nullptr;
       callback(consume_(end));
-    } else if (read_max_bytes_ > 0 && read_buffer_.size() >= read_max_bytes_) {
-      Callback on_too_long = std::move(read_too_long_callback_);
-      read_too_long_callback_ = nullptr;
-      read_callback_ = nullptr;
-      read_delimiter_.reset();
-      on_too_long();
+    } else {
+      read_too_long_();
     }
   }
 }

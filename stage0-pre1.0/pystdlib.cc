@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 
 #include "httpserver.h"  // parse_qs_into() is declared beside the request it fills.
 
@@ -16,6 +17,10 @@ int hex_value(char c) {
 }
 
 }  // namespace
+
+std::system_error errno_error(const char* what) {
+  return std::system_error(errno, std::generic_category(), what);
+}
 
 std::string concat(const std::string& a, const std::string& b) {
   std::string joined;

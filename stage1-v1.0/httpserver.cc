@@ -24,14 +24,6 @@
 #include "pystdlib.h"
 
 namespace tornado {
-namespace {
-
-std::system_error errno_error(const char* what) {
-  return std::system_error(errno, std::generic_category(), what);
-}
-
-}  // namespace
-
 // HTTPServer ----------------------------------------------------------------------------
 
 HTTPServer::HTTPServer(RequestCallback request_callback, bool no_keep_alive, IOLoop* io_loop,
@@ -145,35 +137,25 @@ void HTTPServer::handle_events_(int, std::uint32_t) {
         ::accept4(socket_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      // Course hygiene (contract.h): skip what concerns one client only; out of fds, shed one
-      // connection and return, and the level-triggered socket reports the others later.
-      if (accept_error_is_transient(errno)) continue;
-      if (accept_error_is_fd_exhaustion(errno)) {
-        shed_connection(socket_, spare_fd_);
-        return;
-      }
-      // 2009 re-raised every other error to the IOLoop, which logged it.
-      throw errno_error("accept");
+      // Course hygiene (contract.h): 2009 re-raised every error but EAGAIN into the
+      // IOLoop, which logged it.
+      if (handle_accept_error(socket_, spare_fd_)) continue;
+      return;
     }
     char ip[INET_ADDRSTRLEN] = "";
     ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
     std::unique_ptr<ssl::SSLSocket> connection;
     if (ssl_context_) {
-      // 1.0: `connection = ssl.wrap_socket(connection, server_side=True, **self.ssl_options)`
-      // on the blocking socket accept() returned. The whole TLS handshake runs here, in the
-      // accept handler: every other connection, and every client still waiting to be
-      // accepted, waits until this one client has finished it. (Here the socket is already
-      // non-blocking, and wrap_socket() polls it alone: the loop is blocked just the same.)
-      //
-      // Course contract: at most kHandshakeTimeout (1 s) per handshake. 1.0 had no bound: one
-      // client that connected and sent nothing stopped the server for good. With the bound, a
-      // stalled client still stops everyone for a second. Tornado 1.1's SSLIOStream moved
-      // the handshake into the IOLoop (stage2, as 2.0 had it).
+      // 1.0's `ssl.wrap_socket(connection, server_side=True, **self.ssl_options)` on the
+      // blocking accepted socket: the whole handshake runs here, in the accept handler, and
+      // every other client waits until this one has finished it. (wrap_socket() polls the
+      // non-blocking socket alone: the loop is blocked just the same.) Course contract: at
+      // most kHandshakeTimeout (1 s) each; 1.0 had no bound, so one client that sent nothing
+      // stopped the server for good. 1.1's SSLIOStream moved the handshake into the IOLoop
+      // (stage2). A failure escaped to 1.0's IOLoop, which logged it; here it is logged.
       try {
         connection = ssl::wrap_socket(ssl_context_, fd, kHandshakeTimeout);
       } catch (const std::exception& e) {
-        // 1.0 let the error escape to the IOLoop, which logged it and left the rest of the
-        // backlog to the next poll; the socket closed when Python collected it.
         LOG_WARNING("SSL handshake with %s failed: %s", ip, e.what());
         ::close(fd);
         continue;

@@ -127,7 +127,10 @@ class HTTPServer {
   static constexpr double kHandshakeTimeout = 1.0;
 
  private:
-  /// Accepts every pending client. \tornado{tornado/httpserver.py,HTTPServer._handle_events}
+  /// Accepts every pending client. Longer than the Python by the accept hygiene of the
+  /// course contract (contract.h), by C++'s formatting of the address and by the TLS
+  /// handshake's error handling.
+  /// \tornado{tornado/httpserver.py,HTTPServer._handle_events}
   void handle_events_(int fd, std::uint32_t events);
   /// Forgets closed connections whenever the list has doubled.
   void prune_connections_();

@@ -89,7 +89,8 @@ class IOStream {
   /// \tornado{tornado/iostream.py,IOStream.set_close_callback}
   void set_close_callback(Callback callback);
   /// Unregisters and closes the socket, then runs the close callback. Safe to call twice.
-  /// \tornado{tornado/iostream.py,IOStream.close}
+  /// Longer than the Python by close_gracefully()'s timer and by the callbacks C++ drops by
+  /// hand (Python's collector freed them). \tornado{tornado/iostream.py,IOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
   /// or until the peer closes, then close()s. Course extension for the error answers (in
@@ -119,7 +120,8 @@ class IOStream {
   void handle_events_(int fd, std::uint32_t events);
   /// Reads once; runs a satisfied read. \tornado{tornado/iostream.py,IOStream._handle_read}
   void handle_read_();
-  /// Sends; calls back once empty. \tornado{tornado/iostream.py,IOStream._handle_write}
+  /// Sends; calls back once empty. Longer than the Python by TLS's WANT_WRITE and by the
+  /// labelled EINTR retry. \tornado{tornado/iostream.py,IOStream._handle_write}
   void handle_write_();
   /// Runs a callback, closing on error. \tornado{tornado/iostream.py,IOStream._run_callback}
   void run_callback_(const std::function<void()>& callback);
@@ -129,6 +131,11 @@ class IOStream {
   void check_closed_() const;
   /// Also watches `state`. \tornado{tornado/iostream.py,IOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
+  /// Course contract (contract.cc): forgets the pending read, its callbacks and its limit.
+  void clear_pending_read_();
+  /// Course contract (contract.cc): gives up the pending read_until() once read_max_bytes_
+  /// are buffered without its delimiter, and calls read_too_long_callback_. True if it did.
+  bool read_too_long_();
 
   int fd_;                                      ///< The socket; -1 once closed.
   std::unique_ptr<ssl::SSLSocket> ssl_socket_;  ///< Null for plain TCP.

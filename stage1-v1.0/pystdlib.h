@@ -5,10 +5,14 @@
 
 #include <map>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace tornado {
 
+/// Python's `OSError` (`socket.error`, `select.error`): the call `what` failed with the
+/// current errno.
+std::system_error errno_error(const char* what);
 /// `a + b` on two str values: a brand-new string holding copies of both, so its cost is
 /// O(len(a) + len(b)) however small b is.
 std::string concat(const std::string& a, const std::string& b);

@@ -170,12 +170,11 @@ std::size_t find_delimiter(const std::string& data, const std::string& delimiter
   return std::string::npos;
 }
 
-bool accept_error_is_transient(int err) {
-  return err == ECONNABORTED || err == EINTR || err == EPROTO;
-}
-
-bool accept_error_is_fd_exhaustion(int err) {
-  return err == EMFILE || err == ENFILE;
+bool handle_accept_error(int listen_fd, int& spare_fd) {
+  if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) return true;
+  if (errno != EMFILE && errno != ENFILE) throw errno_error("accept");
+  shed_connection(listen_fd, spare_fd);
+  return false;
 }
 
 int reserve_fd() {
@@ -195,13 +194,26 @@ void shed_connection(int listen_fd, int& spare_fd) {
 // with their class, defined here, so that iostream.cc and httpserver.cc read beside the
 // Python.
 
-void IOStream::close_gracefully(double linger) {
-  if (fd_ < 0 || lingering_) return;
-  lingering_ = true;
+void IOStream::clear_pending_read_() {
   read_callback_ = nullptr;
   read_too_long_callback_ = nullptr;
   read_delimiter_.reset();
   read_bytes_.reset();
+  read_max_bytes_ = 0;
+}
+
+bool IOStream::read_too_long_() {
+  if (read_max_bytes_ == 0 || read_buffer_size_ < read_max_bytes_) return false;
+  Callback on_too_long = std::move(read_too_long_callback_);
+  clear_pending_read_();
+  run_callback_(std::move(on_too_long));
+  return true;
+}
+
+void IOStream::close_gracefully(double linger) {
+  if (fd_ < 0 || lingering_) return;
+  lingering_ = true;
+  clear_pending_read_();
   read_buffer_.clear();
   read_buffer_size_ = 0;
   linger_timeout_ = io_loop_.add_timeout(io_loop_.time() + linger, [this] {

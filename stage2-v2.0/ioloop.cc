@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "log.h"
+#include "pystdlib.h"
 
 namespace tornado {
 namespace {
@@ -27,10 +28,6 @@ void set_nonblocking(int fd) {
 void set_close_exec(int fd) {
   int flags = ::fcntl(fd, F_GETFD);
   ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-}
-
-std::system_error errno_error(const char* what) {
-  return std::system_error(errno, std::generic_category(), what);
 }
 
 // Arms (or, with 0, disarms) the one-shot real-time timer behind the blocking watchdog.

@@ -143,10 +143,7 @@ void IOStream::read_eagerly_() {
     if (closed()) {
       // 2.0 left the refused read pending, so the next read tripped "Already reading";
       // here nothing is left behind.
-      read_callback_ = nullptr;
-      read_too_long_callback_ = nullptr;
-      read_delimiter_.reset();
-      read_bytes_.reset();
+      clear_pending_read_();
       check_closed_();
     }
     if (read_to_buffer_() == 0) break;
@@ -210,20 +207,20 @@ void IOStream::handle_events_(int fd, std::uint32_t events) {
       });
       return;
     }
+    // The only place bits are removed (see the class comment); the loop hears only of changes.
+    // reading() and writing() are virtual since 2.0, so an SSLIOStream's handshake chooses its
+    // events here too.
+    std::uint32_t state = IOLoop::ERROR;
+    if (reading() || lingering_) state |= IOLoop::READ;
+    if (writing()) state |= IOLoop::WRITE;
+    if (state != state_) {
+      state_ = state;
+      io_loop_.update_handler(fd_, state_);
+    }
   } catch (...) {
     LOG_ERROR("Uncaught exception, closing connection.");
     close();
     throw;
-  }
-  // The only place bits are removed (see the class comment); the loop hears only of changes.
-  // reading() and writing() are virtual since 2.0, so an SSLIOStream's handshake chooses its
-  // events here too.
-  std::uint32_t state = IOLoop::ERROR;
-  if (reading() || lingering_) state |= IOLoop::READ;
-  if (writing()) state |= IOLoop::WRITE;
-  if (state != state_) {
-    state_ = state;
-    io_loop_.update_handler(fd_, state_);
   }
 }
 
@@ -310,14 +307,7 @@ bool IOStream::read_from_buffer_() {
       });
       return true;
     }
-    if (read_max_bytes_ > 0 && read_buffer_size_ >= read_max_bytes_) {
-      Callback on_too_long = std::move(read_too_long_callback_);
-      read_too_long_callback_ = nullptr;
-      read_callback_ = nullptr;
-      read_delimiter_.reset();
-      run_callback_(std::move(on_too_long));
-      return true;
-    }
+    if (read_too_long_()) return true;
   }
   return false;
 }

@@ -133,7 +133,8 @@ class IOStream {
   /// \tornado{tornado/iostream.py,IOStream.set_close_callback}
   void set_close_callback(Callback callback);
   /// Unregisters and closes the socket, then queues the close callback. Safe to call twice.
-  /// \tornado{tornado/iostream.py,IOStream.close}
+  /// Longer than the Python by close_gracefully()'s timer and by the callbacks C++ drops by
+  /// hand (Python's collector freed them). \tornado{tornado/iostream.py,IOStream.close}
   void close();
   /// Sends what is buffered, shuts the write side, discards input for up to `linger` seconds
   /// or until the peer closes, then close()s. Course extension for the error answers (in
@@ -199,6 +200,11 @@ class IOStream {
   void check_closed_() const;
   /// Also watches `state`. \tornado{tornado/iostream.py,IOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
+  /// Course contract (contract.cc): forgets the pending read, its callbacks and its limit.
+  void clear_pending_read_();
+  /// Course contract (contract.cc): gives up the pending read_until() once read_max_bytes_
+  /// are buffered without its delimiter, and calls read_too_long_callback_. True if it did.
+  bool read_too_long_();
 
   // A deque of chunks that holds no memory while it is empty. C++ plumbing, not history:
   // libstdc++'s std::deque allocates its map and a 512-byte node as soon as it exists, which

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 
 #include "httpserver.h"  // parse_qs_into() is declared beside the request it fills.
 
@@ -16,6 +17,10 @@ int hex_value(char c) {
 }
 
 }  // namespace
+
+std::system_error errno_error(const char* what) {
+  return std::system_error(errno, std::generic_category(), what);
+}
 
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;

@@ -5,11 +5,15 @@
 
 #include <map>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 namespace tornado {
 
+/// Python's `OSError` (`socket.error`, `select.error`): the call `what` failed with the
+/// current errno.
+std::system_error errno_error(const char* what);
 /// `s.startswith(prefix)`.
 bool starts_with(const std::string& s, const std::string& prefix);
 /// `s.endswith(suffix)`.

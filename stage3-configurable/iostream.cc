@@ -270,8 +270,8 @@ void BaseIOStream::handle_events_(int fd, std::uint32_t events) {
     }
     if (closed()) return;
     // Since 2.1.1 ERROR no longer includes EPOLLRDHUP: a peer that only shut down its sending
-    // side is seen by a 0-byte read instead. Since 2.0 the close waits
-    // behind the callbacks this event has queued, so a completed read is delivered first.
+    // side is seen by a 0-byte read instead. Since 2.0 the close waits behind the callbacks
+    // this event has queued, so a completed read is delivered first.
     if (events & IOLoop::ERROR) {
       // 3.0: keep the reason, for error().
       error_ = get_fd_error();
@@ -280,21 +280,21 @@ void BaseIOStream::handle_events_(int fd, std::uint32_t events) {
       });
       return;
     }
+    // The only place bits are removed (see the class comment); the loop hears only of changes.
+    std::uint32_t state = IOLoop::ERROR;
+    if (reading() || lingering_) state |= IOLoop::READ;
+    if (writing()) state |= IOLoop::WRITE;
+    // 2.1.1 (8572cc40): never ERROR alone. An idle stream keeps READ so that it sees the peer's
+    // EOF as a 0-byte read; it also reads (and buffers) whatever the peer sends meanwhile.
+    if (state == IOLoop::ERROR) state |= IOLoop::READ;
+    if (state != state_) {
+      state_ = state;
+      io_loop_.update_handler(fileno(), *state_);
+    }
   } catch (...) {
     LOG_ERROR("Uncaught exception, closing connection.");
     close();
     throw;
-  }
-  // The only place bits are removed (see the class comment); the loop hears only of changes.
-  std::uint32_t state = IOLoop::ERROR;
-  if (reading() || lingering_) state |= IOLoop::READ;
-  if (writing()) state |= IOLoop::WRITE;
-  // 2.1.1 (8572cc40): never ERROR alone. An idle stream keeps READ so that it sees the peer's
-  // EOF as a 0-byte read; it also reads (and buffers) whatever the peer sends meanwhile.
-  if (state == IOLoop::ERROR) state |= IOLoop::READ;
-  if (state != state_) {
-    state_ = state;
-    io_loop_.update_handler(fileno(), *state_);
   }
 }
 
@@ -310,13 +310,7 @@ void BaseIOStream::try_inline_read_() {
   if (closed()) {
     // 2.0 left the refused read pending, so the next read tripped "Already reading";
     // here nothing is left behind.
-    read_callback_ = nullptr;
-    streaming_callback_ = nullptr;
-    read_too_long_callback_ = nullptr;
-    read_delimiter_.reset();
-    read_regex_.reset();
-    read_bytes_.reset();
-    read_until_close_ = false;
+    clear_pending_read_();
     check_closed_();
   }
   // See handle_read_() for the pretended pending callback.
@@ -438,14 +432,7 @@ bool BaseIOStream::read_from_buffer_() {
       double_prefix(read_buffer_);
     }
     // The whole buffer is one chunk now and holds no delimiter.
-    if (read_max_bytes_ > 0 && read_buffer_size_ >= read_max_bytes_) {
-      Callback on_too_long = std::move(read_too_long_callback_);
-      read_too_long_callback_ = nullptr;
-      read_callback_ = nullptr;
-      read_delimiter_.reset();
-      run_callback_(std::move(on_too_long));
-      return true;
-    }
+    if (read_too_long_()) return true;
   } else if (read_regex_) {
     // 2.1 (86404402), searched gradually since 2.3: the same loop with a regular expression;
     // everything up to the end of the first match is consumed.

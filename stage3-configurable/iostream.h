@@ -287,6 +287,11 @@ class BaseIOStream {
   /// Adds `state` (IOLoop::READ, WRITE) to what the loop watches, registering on first use.
   /// \tornado{tornado/iostream.py,BaseIOStream._add_io_state}
   void add_io_state_(std::uint32_t state);
+  /// Course contract (contract.cc): forgets the pending read, its callbacks and its limit.
+  void clear_pending_read_();
+  /// Course contract (contract.cc): gives up the pending read_until() once read_max_bytes_
+  /// are buffered without its delimiter, and calls read_too_long_callback_. True if it did.
+  bool read_too_long_();
   /// Removes the fd from the loop if it is registered: for a subclass's destructor, which
   /// closes the fd of a stream never close()d.
   void remove_handler_();

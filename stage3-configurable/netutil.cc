@@ -14,13 +14,10 @@
 
 #include "contract.h"
 #include "log.h"
+#include "pystdlib.h"
 
 namespace tornado {
 namespace {
-
-std::system_error errno_error(const char* what) {
-  return std::system_error(errno, std::generic_category(), what);
-}
 
 // Two getaddrinfo() results that would give the same socket: Python de-duplicated the result
 // tuples with set().
@@ -109,15 +106,10 @@ void add_accept_handler(int sock, AcceptCallback callback, IOLoop* io_loop) {
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (connection < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        // Course hygiene (contract.h): skip what concerns one client only; out of fds, shed
-        // one connection and return, and the level-triggered socket reports the others later.
-        if (accept_error_is_transient(errno)) continue;
-        if (accept_error_is_fd_exhaustion(errno)) {
-          shed_connection(keep->sock, keep->spare);
-          return;
-        }
-        // 3.0 re-raised every other error to the IOLoop, which logged it.
-        throw errno_error("accept");
+        // Course hygiene (contract.h): 3.0 re-raised every error but EAGAIN into the
+        // IOLoop, which logged it.
+        if (handle_accept_error(keep->sock, keep->spare)) continue;
+        return;
       }
       keep->callback(connection, address);
     }

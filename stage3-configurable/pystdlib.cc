@@ -12,6 +12,10 @@ int hex_value(char c) {
 
 }  // namespace
 
+std::system_error errno_error(const char* what) {
+  return std::system_error(errno, std::generic_category(), what);
+}
+
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
