@@ -180,15 +180,14 @@ void IOStream::handle_read_() {
       n = ssl_socket_ ? ssl_socket_->recv(buffer, read_chunk_size_)
                       : ::recv(fd_, buffer, read_chunk_size_, 0);
     } catch (const ssl::SSLError& e) {
-      // Deviation: 1.0 compared the SSLError's code with EAGAIN, so WANT_READ (a record in two
-      // TCP segments) closed the connection; it means "wait", as 1.1's SSLIOStream knew.
-      if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return;
       LOG_WARNING("Read error on %d: %s", fd_, e.what());
       close();
       return;
     }
     if (n < 0) {
       // EINTR: tried again later (course hygiene, automatic since PEP 475); Tornado closed.
+      // Deviation: 1.0 compared the SSLError of a record in two TCP segments (WANT_READ,
+      // here EWOULDBLOCK) with EAGAIN and closed; it means "wait", as 1.1's SSLIOStream knew.
       if (would_block(errno) || errno == EINTR) return;
       LOG_WARNING("Read error on %d: %s", fd_, std::strerror(errno));
       close();
@@ -243,12 +242,13 @@ void IOStream::handle_write_() {
       n = ssl_socket_ ? ssl_socket_->send(write_buffer_.data(), write_buffer_.size())
                       : ::send(fd_, write_buffer_.data(), write_buffer_.size(), MSG_NOSIGNAL);
     } catch (const ssl::SSLError& e) {
-      // Deviation, as in handle_read_(): WANT_WRITE means "wait"; resent on the next WRITE.
-      if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) break;
       LOG_WARNING("Write error on %d: %s", fd_, e.what());
       close();
       return;
     }
+    // Deviation, as in handle_read_(): a TLS send answers 0 while the session must wait, and
+    // 1.0 tried again at once, spinning until the socket drained; here it waits for WRITE.
+    if (n == 0) break;
     if (n < 0) {
       if (would_block(errno)) break;
       // Retried: course hygiene, as for recv() (PEP 475 later).

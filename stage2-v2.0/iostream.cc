@@ -334,18 +334,14 @@ void IOStream::handle_write_() {
     const std::string& head = write_buffer_.front();
     ssize_t n;
     if (ssl_socket_) {
-      // The socket is an SSLSocket (an SSLIOStream's). Python's SSLSocket.send() answered 0
-      // when OpenSSL had to wait, which is why 2.0 handles a 0 below; pyssl throws WANT_READ
-      // or WANT_WRITE instead, and they take that path.
+      // The socket is an SSLSocket (an SSLIOStream's): its send() answers 0 when OpenSSL has
+      // to wait, which is why 2.0 handles a 0 below.
       try {
         n = ssl_socket_->send(head.data(), head.size());
       } catch (const ssl::SSLError& e) {
-        if (e.code != ssl::SSL_ERROR_WANT_READ && e.code != ssl::SSL_ERROR_WANT_WRITE) {
-          LOG_WARNING("Write error on %d: %s", fd_, e.what());
-          close();
-          return;
-        }
-        n = 0;
+        LOG_WARNING("Write error on %d: %s", fd_, e.what());
+        close();
+        return;
       }
     } else {
       n = ::send(fd_, head.data(), head.size(), MSG_NOSIGNAL);
@@ -518,17 +514,12 @@ std::size_t SSLIOStream::read_from_socket_(std::string& chunk) {
   // and nothing to read (2.0 raised AttributeError out of the read).
   if (!ssl_socket_) return 0;
   char* buffer = recv_buffer(read_chunk_size());
-  ssize_t n;
-  try {
-    // SSL_read, which also drives the handshake while it is unfinished: the eager read of a
-    // server's first read_until() answers the ClientHello before any READ event (as 2.0's
-    // socket.read() did).
-    n = ssl_socket_->recv(buffer, read_chunk_size());
-  } catch (const ssl::SSLError& e) {
-    // WANT_READ: no whole record yet. Every other error is the caller's, as in 2.0.
-    if (e.code == ssl::SSL_ERROR_WANT_READ) return 0;
-    throw;
-  }
+  // SSL_read, which also drives the handshake while it is unfinished: the eager read of a
+  // server's first read_until() answers the ClientHello before any READ event (as 2.0's
+  // socket.read() did). Every SSLError is the caller's, as in 2.0; WANT_READ (EWOULDBLOCK),
+  // no whole record yet, is not an error.
+  ssize_t n = ssl_socket_->recv(buffer, read_chunk_size());
+  if (n < 0) return 0;
   if (n == 0) {
     close();
     return 0;

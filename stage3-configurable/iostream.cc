@@ -778,12 +778,14 @@ std::size_t SSLIOStream::read_from_fd(std::string& chunk) {
   try {
     n = ssl_socket_->recv(buffer, read_chunk_size_);
   } catch (const ssl::SSLError& e) {
-    // WANT_READ: a TLS record has only partly arrived. (WANT_WRITE: the session must send
-    // first, which a read never asks for with renegotiation off.) Both mean "nothing now".
-    if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return 0;
+    // WANT_WRITE: the session must send first, which a read never asks for with
+    // renegotiation off; it means "nothing now".
+    if (e.code == ssl::SSL_ERROR_WANT_WRITE) return 0;
     // Python's SSLError was a socket.error: the read fails, as an errno would make it.
     throw std::system_error(EPROTO, std::generic_category(), e.what());
   }
+  // WANT_READ (EWOULDBLOCK): a TLS record has only partly arrived.
+  if (n < 0) return 0;
   if (n == 0) {
     close();
     return 0;
@@ -794,11 +796,10 @@ std::size_t SSLIOStream::read_from_fd(std::string& chunk) {
 
 std::size_t SSLIOStream::write_to_fd(const std::string& data) {
   try {
+    // 0 bytes while the session must wait, as Python's SSLSocket.send() answered, so that
+    // handle_write_() freezes the buffer and offers the same bytes again.
     return static_cast<std::size_t>(ssl_socket_->send(data.data(), data.size()));
   } catch (const ssl::SSLError& e) {
-    // What Python's SSLSocket.send() did: 0 bytes while the session must wait, so that
-    // handle_write_() freezes the buffer and offers the same bytes again.
-    if (e.code == ssl::SSL_ERROR_WANT_READ || e.code == ssl::SSL_ERROR_WANT_WRITE) return 0;
     throw std::system_error(EPROTO, std::generic_category(), e.what());
   }
 }

@@ -255,6 +255,13 @@ ssize_t SSLSocket::recv(char* buffer, std::size_t size) {
   errno = 0;
   int ret = SSL_read(ssl_, buffer, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
   if (ret > 0) return ret;
+  int saved_errno = errno;
+  if (SSL_get_error(ssl_, ret) == SSL_ERROR_WANT_READ) {
+    ERR_clear_error();
+    errno = EWOULDBLOCK;
+    return -1;
+  }
+  errno = saved_errno;
   try {
     raise_ssl_error(ssl_, ret);
   } catch (const SSLError& e) {
@@ -271,6 +278,13 @@ ssize_t SSLSocket::send(const char* data, std::size_t size) {
   errno = 0;
   int ret = SSL_write(ssl_, data, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
   if (ret > 0) return ret;
+  int saved_errno = errno;
+  int code = SSL_get_error(ssl_, ret);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) {
+    ERR_clear_error();
+    return 0;
+  }
+  errno = saved_errno;
   raise_ssl_error(ssl_, ret);
 }
 

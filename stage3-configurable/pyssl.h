@@ -99,11 +99,17 @@ class SSLSocket {
   /// SSLError(SSL_ERROR_EOF, SSL_ERROR_SSL, ...) when it failed.
   void do_handshake();
   /// `recv(n)` into `buffer`: the number of plaintext bytes read, 0 when the peer closed
-  /// (cleanly or not). Throws SSLError(SSL_ERROR_WANT_READ / WANT_WRITE) when it must wait,
-  /// and SSLError for a broken session.
+  /// (cleanly or not). When no whole record has arrived (SSL_ERROR_WANT_READ) it returns -1
+  /// with errno EWOULDBLOCK, as a non-blocking socket's recv() does. Throws
+  /// SSLError(SSL_ERROR_WANT_WRITE) when the session must send first, and SSLError for a
+  /// broken session. C++ plumbing: Python raised SSLError(SSL_ERROR_WANT_READ), cheap beside
+  /// the interpreter; a C++ exception at the end of every drained read took a fifth of a
+  /// server's CPU on keep-alive HTTPS (perf: the unwinder), a cost no Tornado had.
   ssize_t recv(char* buffer, std::size_t size);
-  /// `send(data)`: the number of plaintext bytes taken. Throws as recv() does. OpenSSL, like
-  /// Python, requires a retried send to be given the same bytes.
+  /// `send(data)`: the number of plaintext bytes taken, 0 when the session must wait
+  /// (WANT_READ or WANT_WRITE), as Python's SSLSocket.send() answered. Throws SSLError for a
+  /// broken session. OpenSSL, like Python, requires a retried send to be given the same
+  /// bytes.
   ssize_t send(const char* data, std::size_t size);
   /// Plaintext already decrypted and waiting inside the session (`pending()`): a poll on the
   /// fd does not see it.

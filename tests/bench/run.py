@@ -1551,6 +1551,19 @@ def tls_get(port, context, timeout=10):
     return time.perf_counter() - start
 
 
+def run_curl(bench, command, form, hard_limit):
+    """Runs one curl transfer of the tls workload (the command line recorded once per `form`)
+    and returns its stdout; a failed curl raises with its message."""
+    if form not in bench.tls_curl_recorded:
+        bench.record_command(command)
+        bench.tls_curl_recorded.add(form)
+    done = subprocess.run(command, capture_output=True, timeout=hard_limit + 10)
+    if done.returncode != 0:
+        raise RuntimeError(f"curl exited {done.returncode}: "
+                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
+    return done.stdout
+
+
 def tls_download(bench, port, ca, size, hard_limit, verify=False):
     """GET /bytes/SIZE over TLS with curl --cacert: curl's own time_total (connect, handshake
     and every byte). The status and length are checked every time; with `verify` the body is
@@ -1562,21 +1575,15 @@ def tls_download(bench, port, ca, size, hard_limit, verify=False):
     if not verify:
         command += ["-w", "%{http_code} %{size_download} %{time_total}"]
     command.append(url)
-    if verify not in bench.tls_download_recorded:  # Each form once.
-        bench.record_command(command)
-        bench.tls_download_recorded.add(verify)
-    done = subprocess.run(command, capture_output=True, timeout=hard_limit + 10)
-    if done.returncode != 0:
-        raise RuntimeError(f"curl exited {done.returncode}: "
-                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
+    output = run_curl(bench, command, "verified download" if verify else "download", hard_limit)
     if verify:
         alphabet = b"abcdefghijklmnopqrstuvwxyz"
         expected = (alphabet * (size // len(alphabet) + 1))[:size]
-        if done.stdout != expected:
-            raise RuntimeError(f"body of {len(done.stdout)} bytes differs from the /bytes "
+        if output != expected:
+            raise RuntimeError(f"body of {len(output)} bytes differs from the /bytes "
                                f"pattern of {size}")
         return None
-    code, length, seconds = done.stdout.decode().split()
+    code, length, seconds = output.decode().split()
     if code != "200" or int(length) != size:
         raise RuntimeError(f"answered {code} with {length} of {size} bytes")
     return float(seconds)
@@ -1592,14 +1599,8 @@ def tls_upload(bench, port, ca, size, body_file, hard_limit):
                "-H", "Content-Type: application/octet-stream", "-H", "Expect:",
                "--data-binary", "@" + body_file,
                "-w", "\\n%{http_code} %{size_upload} %{time_total}", url]
-    if "upload" not in bench.tls_download_recorded:
-        bench.record_command(command)
-        bench.tls_download_recorded.add("upload")
-    done = subprocess.run(command, capture_output=True, timeout=hard_limit + 10)
-    if done.returncode != 0:
-        raise RuntimeError(f"curl exited {done.returncode}: "
-                           f"{done.stderr.decode(errors='replace').strip()[:200]}")
-    answer, _, tail = done.stdout.decode(errors="replace").rpartition("\n")
+    output = run_curl(bench, command, "upload", hard_limit)
+    answer, _, tail = output.decode(errors="replace").rpartition("\n")
     code, sent, seconds = tail.split()
     found = re.search(r'"body_length":\s*(-?\d+)', answer)
     if code != "200" or int(sent) != size or not found or int(found.group(1)) != size:
@@ -1716,7 +1717,7 @@ def workload_tls(bench):
     if not curl:
         bench.notice("curl not installed: the tls workload's downloads and uploads are "
                      "skipped")
-    bench.tls_download_recorded = set()
+    bench.tls_curl_recorded = set()
     bench.tls_s_time_recorded = False
 
     targets = [(short, lambda s=short: bench.start_stage(s, tls_args)) for short in stages]

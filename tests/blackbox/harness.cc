@@ -914,26 +914,15 @@ void Connection::send(std::string_view bytes, milliseconds guard) {
   handshake_(deadline);
   while (!bytes.empty()) {
     if (ssl_) {
-      ERR_clear_error();
-      int n = SSL_write(ssl_, bytes.data(),
-                        static_cast<int>(std::min<std::size_t>(bytes.size(), 1 << 30)));
-      if (n > 0) {
-        record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-        deadline = Clock::now() + guard;
-        continue;
+      short wait = 0;
+      std::size_t n = tls_write_(bytes, wait);
+      bytes.remove_prefix(n);
+      if (n > 0) deadline = Clock::now() + guard;
+      if (wait != 0 && wait_for(fd_, wait, deadline) == 0) {
+        throw std::runtime_error("send: server stopped reading (hang guard), " +
+                                 std::to_string(bytes.size()) + " bytes unsent");
       }
-      TlsResult r = tls_result(ssl_, n);
-      if (r.outcome == TlsOutcome::kWantRead || r.outcome == TlsOutcome::kWantWrite) {
-        if (wait_for(fd_, wanted_events(r.outcome), deadline) == 0) {
-          throw std::runtime_error("send: server stopped reading (hang guard), " +
-                                   std::to_string(bytes.size()) + " bytes unsent");
-        }
-        continue;
-      }
-      if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS send: " + r.reason);
-      throw std::system_error(r.outcome == TlsOutcome::kEof ? EPIPE : ECONNRESET,
-                              std::generic_category(), "send");
+      continue;
     }
     // MSG_NOSIGNAL: a server that closed early must fail the send, not kill the test process.
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
@@ -959,29 +948,38 @@ std::size_t Connection::try_send(std::string_view bytes) {
     // call to offer the same bytes again: the count returned leaves them out, so a caller that
     // goes on from there does.
     handshake_(Clock::now() + kHangGuard);
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-      ERR_clear_error();
-      int n = SSL_write(ssl_, bytes.data() + sent,
-                        static_cast<int>(std::min<std::size_t>(bytes.size() - sent, 1 << 30)));
-      if (n > 0) {
-        record(transcript_, true, bytes.substr(sent, static_cast<std::size_t>(n)));
-        sent += static_cast<std::size_t>(n);
-        continue;
-      }
-      TlsResult r = tls_result(ssl_, n);
-      if (r.outcome == TlsOutcome::kWantRead || r.outcome == TlsOutcome::kWantWrite) break;
-      if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS send: " + r.reason);
-      throw std::system_error(r.outcome == TlsOutcome::kEof ? EPIPE : ECONNRESET,
-                              std::generic_category(), "send");
-    }
-    return sent;
+    short wait = 0;
+    return tls_write_(bytes, wait);
   }
   ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   if (n > 0) record(transcript_, true, bytes.substr(0, static_cast<std::size_t>(n)));
   if (n >= 0) return static_cast<std::size_t>(n);
   if (errno == EAGAIN || errno == EINTR) return 0;
   throw_errno("send");
+}
+
+std::size_t Connection::tls_write_(std::string_view bytes, short& wait) {
+  std::size_t sent = 0;
+  wait = 0;
+  while (sent < bytes.size()) {
+    ERR_clear_error();
+    int n = SSL_write(ssl_, bytes.data() + sent,
+                      static_cast<int>(std::min<std::size_t>(bytes.size() - sent, 1 << 30)));
+    if (n > 0) {
+      record(transcript_, true, bytes.substr(sent, static_cast<std::size_t>(n)));
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    TlsResult r = tls_result(ssl_, n);
+    if (r.outcome == TlsOutcome::kWantRead || r.outcome == TlsOutcome::kWantWrite) {
+      wait = wanted_events(r.outcome);
+      break;
+    }
+    if (r.outcome == TlsOutcome::kFailed) throw std::runtime_error("TLS send: " + r.reason);
+    throw std::system_error(r.outcome == TlsOutcome::kEof ? EPIPE : ECONNRESET,
+                            std::generic_category(), "send");
+  }
+  return sent;
 }
 
 bool Connection::fill_(Clock::time_point deadline) {

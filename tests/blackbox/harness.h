@@ -55,7 +55,9 @@ inline constexpr bool kSanitized = false;
 /// echo costs stage1 some 45 s of CPU. The sanitizer build looks for memory errors, and a
 /// quarter of the size takes the same paths (every buffer growth, partial writes, chunked
 /// reads); the dev build moves the full size.
-constexpr std::size_t bulk_size(std::size_t full) { return kSanitized ? full / 4 : full; }
+constexpr std::size_t bulk_size(std::size_t full) {
+  return kSanitized ? full / 4 : full;
+}
 
 /// The server arguments of the suite's current mode: the environment variable
 /// TORNADO_SERVER_ARGS split on spaces, empty when it is unset. tests/CMakeLists.txt registers
@@ -243,6 +245,10 @@ class Connection {
   // How a handshake attempt ended; kFailed sets `reason` (OpenSSL's or errno's words).
   enum class TlsStep { kDone, kTimeout, kEof, kFailed };
   TlsStep try_handshake_(Clock::time_point deadline, std::string& reason);
+  // Over TLS: SSL_write()s `bytes` until all are taken or OpenSSL must wait; returns how many
+  // were taken, and in `wait` the poll events to wait for (0 when all were taken). Throws when
+  // the session fails or the server has gone.
+  std::size_t tls_write_(std::string_view bytes, short& wait);
 
   int fd_ = -1;
   SSL* ssl_ = nullptr;  // Over TLS: the session on fd_.

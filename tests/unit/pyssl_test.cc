@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -158,10 +159,12 @@ std::string server_error(const ssl::SSLOptions& options) {
 }
 
 // A TLS client on a blocking socket, run in a thread: handshakes as "localhost", optionally
-// with the client certificate, sends `message`, then reads until the server closes. A receive
-// timeout on the socket keeps a broken server from hanging the test.
+// with the client certificate, sends `message`, then reads until the server closes (with
+// `reads_when_told`, only once start_reading() is called). A receive timeout on the socket
+// keeps a broken server from hanging the test.
 struct Client {
-  Client(const Pki& pki, unit::Fd fd, bool with_certificate, std::string message)
+  Client(const Pki& pki, unit::Fd fd, bool with_certificate, std::string message,
+         bool reads_when_told = false)
       : fd_(std::move(fd)) {
     timeval guard{5, 0};
     ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
@@ -174,11 +177,14 @@ struct Client {
     }
     socket_ = std::make_unique<ssl::SSLSocket>(context, fd_.get());
     socket_->set_server_hostname("localhost");
-    thread_ = std::thread([this, message = std::move(message)] {
+    std::shared_future<void> told = told_.get_future().share();
+    if (!reads_when_told) start_reading();
+    thread_ = std::thread([this, message = std::move(message), told] {
       try {
         socket_->do_handshake();
         handshake_done = true;
         if (!message.empty()) socket_->send(message.data(), message.size());
+        told.wait();
         char buffer[4096];
         while (socket_->recv(buffer, sizeof buffer) > 0) {
         }
@@ -187,7 +193,14 @@ struct Client {
       }
     });
   }
-  ~Client() { join(); }
+  ~Client() {
+    start_reading();
+    join();
+  }
+  void start_reading() {
+    if (!told_set_) told_.set_value();
+    told_set_ = true;
+  }
   void join() {
     if (thread_.joinable()) thread_.join();
   }
@@ -198,6 +211,8 @@ struct Client {
  private:
   unit::Fd fd_;
   std::unique_ptr<ssl::SSLSocket> socket_;
+  std::promise<void> told_;  ///< Set by start_reading().
+  bool told_set_ = false;
   std::thread thread_;
 };
 
@@ -208,16 +223,22 @@ void ignore_sigpipe() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
+// A connected socketpair: the server's end, non-blocking as a server's accepted socket is, and
+// the client's end.
+std::pair<unit::Fd, unit::Fd> server_and_client_ends() {
+  std::pair<unit::Fd, unit::Fd> ends = unit::socket_pair();
+  unit::set_nonblocking(ends.first.get());
+  return ends;
+}
+
 // recv() on the non-blocking server side, waiting (with a guard) while it wants to read.
 ssize_t recv_waiting(ssl::SSLSocket& socket, char* buffer, std::size_t size) {
   for (int attempt = 0; attempt < 500; ++attempt) {
-    try {
-      return socket.recv(buffer, size);
-    } catch (const ssl::SSLError& e) {
-      if (e.code != ssl::SSL_ERROR_WANT_READ) throw;
-      pollfd wait{socket.fileno(), POLLIN, 0};
-      ::poll(&wait, 1, 10);
-    }
+    ssize_t n = socket.recv(buffer, size);
+    if (n >= 0) return n;
+    REQUIRE_EQ(errno, EWOULDBLOCK);
+    pollfd wait{socket.fileno(), POLLIN, 0};
+    ::poll(&wait, 1, 10);
   }
   throw std::runtime_error("no data");
 }
@@ -259,8 +280,7 @@ TEST_CASE("pyssl: plaintext crosses a session, and what one short recv() leaves 
   ignore_sigpipe();
   Pki pki;
   auto context = ssl::SSLContext::server(pki.server_options());
-  auto [server_end, client_end] = unit::socket_pair();
-  unit::set_nonblocking(server_end.get());
+  auto [server_end, client_end] = server_and_client_ends();
   // One send of 10000 bytes is one TLS record (at most 16 KiB): a 4096-byte recv() decrypts
   // all of it and hands over only the first 4096.
   const std::string message = unit::pattern_bytes(10000);
@@ -282,14 +302,11 @@ TEST_CASE("pyssl: plaintext crosses a session, and what one short recv() leaves 
   }
   CHECK_EQ(received, message);
 
-  // Nothing more has been sent: a non-blocking recv() must wait, and says so.
-  int code = 0;
-  try {
-    socket->recv(buffer, sizeof buffer);
-  } catch (const ssl::SSLError& e) {
-    code = e.code;
-  }
-  CHECK_EQ(code, ssl::SSL_ERROR_WANT_READ);
+  // Nothing more has been sent: a non-blocking recv() must wait, and says so as a
+  // non-blocking socket does (no exception: see pyssl.h).
+  errno = 0;
+  CHECK_EQ(socket->recv(buffer, sizeof buffer), -1);
+  CHECK_EQ(errno, EWOULDBLOCK);
 
   const std::string answer = "answer";
   CHECK_EQ(socket->send(answer.data(), answer.size()), static_cast<ssize_t>(answer.size()));
@@ -298,12 +315,44 @@ TEST_CASE("pyssl: plaintext crosses a session, and what one short recv() leaves 
   CHECK(client.handshake_done);
 }
 
+TEST_CASE("pyssl: send() answers 0 while the peer reads nothing, then takes the same bytes") {
+  ignore_sigpipe();
+  Pki pki;
+  auto context = ssl::SSLContext::server(pki.server_options());
+  auto [server_end, client_end] = server_and_client_ends();
+  Client client(pki, std::move(client_end), false, "", true);
+  std::unique_ptr<ssl::SSLSocket> socket = ssl::wrap_socket(context, server_end.get(), 5.0);
+
+  // Records until the socket is full: then the session must wait, and send() says so with 0,
+  // as Python's SSLSocket.send() did, not with an exception.
+  const std::string block = unit::pattern_bytes(16384);
+  ssize_t n = 1;
+  std::size_t sent = 0;
+  for (int i = 0; i < 100000 && n > 0; ++i) {
+    n = socket->send(block.data(), block.size());
+    if (n > 0) sent += static_cast<std::size_t>(n);
+  }
+  REQUIRE_EQ(n, 0);
+  CHECK_GT(sent, 0u);
+
+  // Once the peer reads, the same bytes are taken (OpenSSL requires the same buffer).
+  client.start_reading();
+  for (int attempt = 0; attempt < 500 && n == 0; ++attempt) {
+    pollfd wait{socket->fileno(), POLLOUT, 0};
+    ::poll(&wait, 1, 10);
+    n = socket->send(block.data(), block.size());
+  }
+  CHECK_EQ(n, static_cast<ssize_t>(block.size()));
+  server_end.reset();
+  client.join();
+  CHECK(client.handshake_done);
+}
+
 TEST_CASE("pyssl: a verified client certificate is reported by its RFC 2253 subject") {
   ignore_sigpipe();
   Pki pki;
   auto context = ssl::SSLContext::server(pki.server_options(ssl::CERT_REQUIRED));
-  auto [server_end, client_end] = unit::socket_pair();
-  unit::set_nonblocking(server_end.get());
+  auto [server_end, client_end] = server_and_client_ends();
   Client client(pki, std::move(client_end), true, "x");
   std::unique_ptr<ssl::SSLSocket> socket = ssl::wrap_socket(context, server_end.get(), 5.0);
   CHECK_EQ(socket->peer_subject(), std::optional<std::string>("CN=course client,O=tornado-stages"));
@@ -316,8 +365,7 @@ TEST_CASE("pyssl: a required client certificate that is not sent fails the hands
   ignore_sigpipe();
   Pki pki;
   auto context = ssl::SSLContext::server(pki.server_options(ssl::CERT_REQUIRED));
-  auto [server_end, client_end] = unit::socket_pair();
-  unit::set_nonblocking(server_end.get());
+  auto [server_end, client_end] = server_and_client_ends();
   Client client(pki, std::move(client_end), false, "");
   CHECK_THROWS_AS(ssl::wrap_socket(context, server_end.get(), 5.0), ssl::SSLError);
   server_end.reset();
@@ -328,8 +376,7 @@ TEST_CASE("pyssl: wrap_socket() gives up on a client that sends nothing, or goes
   Pki pki;
   auto context = ssl::SSLContext::server(pki.server_options());
   {
-    auto [server_end, client_end] = unit::socket_pair();
-    unit::set_nonblocking(server_end.get());
+    auto [server_end, client_end] = server_and_client_ends();
     int code = 0;
     try {
       ssl::wrap_socket(context, server_end.get(), 0.05);
@@ -339,8 +386,7 @@ TEST_CASE("pyssl: wrap_socket() gives up on a client that sends nothing, or goes
     CHECK_EQ(code, ETIMEDOUT);
   }
   {
-    auto [server_end, client_end] = unit::socket_pair();
-    unit::set_nonblocking(server_end.get());
+    auto [server_end, client_end] = server_and_client_ends();
     unit::send_all(client_end.get(), std::string("\x16\x03\x01\x00", 4));  // Half a header.
     client_end.reset();
     int code = 0;
@@ -352,8 +398,7 @@ TEST_CASE("pyssl: wrap_socket() gives up on a client that sends nothing, or goes
     CHECK_EQ(code, ssl::SSL_ERROR_EOF);
   }
   {
-    auto [server_end, client_end] = unit::socket_pair();
-    unit::set_nonblocking(server_end.get());
+    auto [server_end, client_end] = server_and_client_ends();
     unit::send_all(client_end.get(), "GET / HTTP/1.0\r\n\r\n");  // Plain HTTP on a TLS port.
     int code = 0;
     try {
