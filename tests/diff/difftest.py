@@ -590,8 +590,11 @@ def main():
                     # Every socket wait has a deadline, and on a busy machine a server can miss
                     # one; a difference that two reruns do not show is counted, not failed.
                     unconfirmed += 1
+                    reference = next(g[0] for g in groups(case[0]) if bad[0] in g)
                     print(f"case {number}: {', '.join(bad)} answered differently once, not on "
-                          "two reruns (a deadline missed on a busy machine)", flush=True)
+                          "two reruns (most likely a deadline missed on a busy machine): "
+                          + first_difference(normalise(results[reference]),
+                                             normalise(results[bad[0]])), flush=True)
                 elif bad:
                     failures += 1
                     report(pool, servers, args.seed, number, case, results, bad)
