@@ -4,8 +4,10 @@
 The targets are the lines of BUILD_DIR/fuzz-targets.txt ("<stage> <target> <binary> <corpus>"),
 which tests/fuzz/CMakeLists.txt writes from its one list. Each run starts from a copy of the
 committed corpus (new inputs stay in the build directory) and fails on a crash, a leak, an
-UBSan report, or one input taking more than a second. Prints executions per second and in
-total for every target; the exit status is non-zero if any target failed.
+UBSan report, or one input taking more than a second. A timeout whose input runs fast on its
+own was the machine's load, not the input: the target then resumes for the rest of its budget.
+Prints executions per second and in total for every target; the exit status is non-zero if
+any target failed.
 
     run.py --seconds 60           every target for a minute, two at a time
     run.py --runs 10000000        every target for ten million executions
@@ -41,7 +43,9 @@ def targets(build_dir, only):
     return [r for r in rows if not only or re.search(only, f"{r[0]}-{r[1]}")]
 
 
-def start(row, args, work):
+def start(row, args, work, resumed=None):
+    """Starts one target for the whole budget, or, with `resumed` (the job a busy-machine
+    timeout ended), for what is left of it, on the corpus that job had grown."""
     stage, target, binary, corpus = row
     name = f"{stage}-{target}"
     run_corpus = work / "corpus" / name
@@ -50,17 +54,31 @@ def start(row, args, work):
             parents=True)
     artifacts = work / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    limit = [f"-runs={args.runs}"] if args.runs else [f"-max_total_time={args.seconds}"]
+    done = resumed["executions"] if resumed else 0
+    begin = resumed["begin"] if resumed else time.time()
+    if args.runs:
+        limit = [f"-runs={args.runs - done}"]
+    else:
+        limit = [f"-max_total_time={max(1, round(args.seconds - (time.time() - begin)))}"]
     command = ["nice", binary, *LIBFUZZER, *limit, f"-artifact_prefix={artifacts}/{name}-",
                str(run_corpus)]
-    log = open(work / f"{name}.log", "w")
+    log = open(work / f"{name}.log", "a" if resumed else "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, **ENV})
-    return {"name": name, "process": process, "log": work / f"{name}.log", "begin": time.time(),
-            "command": command}
+    return {"name": name, "row": row, "process": process, "log": work / f"{name}.log",
+            "begin": begin, "command": command, "done": done,
+            "resumes": resumed["resumes"] + 1 if resumed else 0}
+
+
+def budget_left(job, executions, args):
+    """Whether the target's budget (runs or seconds) still has something left."""
+    if args.runs:
+        return executions < args.runs
+    return time.time() - job["begin"] < args.seconds - 1
 
 
 def stats(log_path):
+    """The executions of the last run in a target's log (a resumed run appends to it)."""
     text = log_path.read_text(errors="replace")
     found = dict(re.findall(r"^stat::(\w+):\s+(\d+)", text, re.M))
     return int(found.get("number_of_executed_units", 0)), text
@@ -89,21 +107,31 @@ def fuzz(args):
         for job in [j for j in running if j["process"].poll() is not None]:
             running.remove(job)
             executions, text = stats(job["log"])
+            executions += job["done"]
             seconds = time.time() - job["begin"]
             code = job["process"].returncode
             skipped = "fuzz target skipped" in text
             ok = code == 0
-            artifact = re.search(r"Test unit written to (\S+)", text)
+            artifact = re.findall(r"Test unit written to (\S+)", text)
             if code == 78 and artifact:
                 # A timeout counts only if the input is slow on its own, not on a busy machine.
                 binary = job["command"][1]
-                ms = slow_alone(binary, artifact.group(1))
+                ms = slow_alone(binary, artifact[-1])
                 ok = ms < 1000
                 print(f"{job['name']}: timeout; alone the input takes {ms} ms: "
                       f"{'not reproduced, the machine was busy' if ok else 'confirmed'}")
+                # The rest of the budget runs on: a long campaign on a laptop in use would
+                # otherwise end at the first alarm the machine's load set off.
+                if ok and job["resumes"] < 20 and budget_left(job, executions, args):
+                    print(f"{job['name']}: resumed after {executions} runs", flush=True)
+                    running.append(start(job["row"], args, work,
+                                         {**job, "executions": executions}))
+                    continue
             results.append((job["name"], executions, seconds, ok, skipped))
             status = ("skipped" if skipped else "ok" if code == 0 else
                       "ok (busy-machine timeout)" if ok else f"FAILED (exit {code})")
+            if job["resumes"]:
+                status += f", resumed {job['resumes']}x after busy-machine timeouts"
             print(f"{job['name']:28} {executions:>11} runs {seconds:7.0f} s "
                   f"{executions / max(seconds, 1e-9):>9.0f}/s  {status}", flush=True)
             if code != 0 and not ok:
