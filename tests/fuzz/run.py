@@ -54,14 +54,10 @@ def start(row, args, work, resumed=None):
             parents=True)
     artifacts = work / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    done = resumed["executions"] if resumed else 0
+    done = resumed["done"] if resumed else 0
     begin = resumed["begin"] if resumed else time.time()
-    if args.runs:
-        limit = [f"-runs={args.runs - done}"]
-    else:
-        limit = [f"-max_total_time={max(1, round(args.seconds - (time.time() - begin)))}"]
-    command = ["nice", binary, *LIBFUZZER, *limit, f"-artifact_prefix={artifacts}/{name}-",
-               str(run_corpus)]
+    command = ["nice", binary, *LIBFUZZER, budget_left(args, done, begin),
+               f"-artifact_prefix={artifacts}/{name}-", str(run_corpus)]
     log = open(work / f"{name}.log", "a" if resumed else "w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, **ENV})
@@ -70,11 +66,13 @@ def start(row, args, work, resumed=None):
             "resumes": resumed["resumes"] + 1 if resumed else 0}
 
 
-def budget_left(job, executions, args):
-    """Whether the target's budget (runs or seconds) still has something left."""
+def budget_left(args, done, begin):
+    """What is left of a target's budget (`done` runs so far, begun at `begin`) as libFuzzer's
+    option, or None once nothing is."""
     if args.runs:
-        return executions < args.runs
-    return time.time() - job["begin"] < args.seconds - 1
+        return f"-runs={args.runs - done}" if done < args.runs else None
+    left = round(args.seconds - (time.time() - begin))
+    return f"-max_total_time={left}" if left >= 1 else None
 
 
 def stats(log_path):
@@ -122,10 +120,10 @@ def fuzz(args):
                       f"{'not reproduced, the machine was busy' if ok else 'confirmed'}")
                 # The rest of the budget runs on: a long campaign on a laptop in use would
                 # otherwise end at the first alarm the machine's load set off.
-                if ok and job["resumes"] < 20 and budget_left(job, executions, args):
+                job["done"] = executions
+                if ok and job["resumes"] < 20 and budget_left(args, executions, job["begin"]):
                     print(f"{job['name']}: resumed after {executions} runs", flush=True)
-                    running.append(start(job["row"], args, work,
-                                         {**job, "executions": executions}))
+                    running.append(start(job["row"], args, work, resumed=job))
                     continue
             results.append((job["name"], executions, seconds, ok, skipped))
             status = ("skipped" if skipped else "ok" if code == 0 else
